@@ -1,0 +1,98 @@
+/// The results log and the dead-letter file (DESIGN.md §5, §6).
+///
+/// Lines are gathered in memory and reach the kernel with one `write` per file
+/// per `flush()`; the engine flushes once per event-loop turn that finished jobs.
+/// Not thread-safe; used from the engine's one I/O thread.
+#pragma once
+
+#include "orgpatch/job.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace orgpatch {
+
+enum class outcome { ok, failed, exhausted, invalid };
+
+/// "ok", "failed", "exhausted", "invalid".
+std::string_view to_string(outcome o) noexcept;
+
+/// One job's final result. String views must stay valid until `add` returns.
+struct job_result {
+  std::string_view key;
+  std::uint64_t line = 0;
+  std::string_view id;                     ///< empty for an invalid line
+  std::string_view integrated_account_id;  ///< empty for an invalid line
+  outcome result = outcome::ok;
+  unsigned http_status = 0;                ///< 0: no HTTP response (omitted)
+  unsigned attempts = 0;                   ///< 0 for invalid (omitted)
+  double latency_ms = -1;                  ///< of the last attempt; < 0: omitted
+  std::chrono::system_clock::time_point finished_at{};
+  // outcome ok: the organization as answered ("response":{…}), and a warning
+  // when the 2xx body was not valid JSON.
+  std::string_view response_id;
+  std::string_view response_name;
+  std::string_view response_updated_at;
+  std::string_view warning;
+  // any other outcome: "error":{"kind":…,"message":…,"remote":…}
+  std::string_view error_kind;     ///< "http", "transport", "tls", "timeout", "input", "response"
+  std::string_view error_message;
+  bool error_remote = false;
+};
+
+enum class fsync_mode { none, interval, always };
+
+/// Identity of a run, written as the first line of the results log.
+struct run_header {
+  std::string version;
+  std::string run_id;
+  std::string input_path;
+  std::uint64_t input_size = 0;
+  std::string input_sha256;  ///< empty when unknown (standard input)
+  std::chrono::system_clock::time_point started_at{};
+};
+
+class results_sink {
+ public:
+  /// Creates (truncating) the results log and the dead-letter file and writes the
+  /// header line to the results log. The dead-letter file is created lazily, on
+  /// its first line. Throws std::runtime_error naming the path on failure.
+  results_sink(std::string results_path, std::string dead_letter_path, fsync_mode mode,
+               const run_header& header);
+  ~results_sink();  ///< flushes
+  results_sink(const results_sink&) = delete;
+  results_sink& operator=(const results_sink&) = delete;
+
+  /// Appends the result line and, for any outcome but ok, a dead-letter line:
+  /// `dead_letter_source` (the job's original object text) with `"key"` and
+  /// `"idempotency_key"` added when the job lacked them (`add_key`,
+  /// `add_idempotency_key` empty: nothing to add). Invalid lines that are not a
+  /// JSON object go to the dead-letter file unchanged; an empty source adds no
+  /// dead-letter line (a line too long to hold).
+  void add(const job_result& r, std::string_view dead_letter_source, std::string_view add_key,
+           std::string_view add_idempotency_key);
+
+  /// Writes what was gathered: one `write` per file; `fdatasync` per the mode
+  /// (`interval`: at most every 100 ms). Throws std::runtime_error on a write error.
+  void flush();
+
+  /// True when lines are waiting for `flush`.
+  bool pending() const noexcept;
+
+  const std::string& results_path() const noexcept;
+  const std::string& dead_letter_path() const noexcept;
+  std::uint64_t dead_letters() const noexcept;  ///< dead-letter lines written so far
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// Appends `s` to `out` as a JSON string literal (quotes included), escaping per
+/// RFC 8259; invalid UTF-8 bytes become U+FFFD.
+void append_json_string(std::string& out, std::string_view s);
+
+}  // namespace orgpatch

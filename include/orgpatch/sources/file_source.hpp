@@ -1,0 +1,53 @@
+/// A job file (JSON Lines) read as a stream: large block reads, one line at a
+/// time out, lines over `max_line_bytes` skipped without being held in memory,
+/// explicit keys checked for uniqueness within the file.
+///
+/// Not thread-safe; used from the engine's one I/O thread. Reads block: a
+/// regular file never waits long; standard input may.
+#pragma once
+
+#include "orgpatch/job.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+
+namespace orgpatch {
+
+/// One non-blank line of the file: a job, or why it is not one.
+struct source_item {
+  std::uint64_t line = 0;
+  std::variant<job, input_error> parsed;
+  /// For an input error: the key when the line had a readable one (else the line
+  /// number in decimal), and the raw line text when it was held (not over-long).
+  std::string key;
+  std::string source;
+};
+
+class file_source {
+ public:
+  /// Opens `path` ("-" is standard input). Throws std::runtime_error naming the
+  /// path and the system error when it cannot be opened.
+  file_source(std::string path, job_parse_options options, std::size_t max_line_bytes);
+  ~file_source();
+  file_source(const file_source&) = delete;
+  file_source& operator=(const file_source&) = delete;
+
+  /// The next non-blank line, or nullopt at end of input. Throws std::runtime_error
+  /// (naming the path) on a read error.
+  std::optional<source_item> next();
+
+  /// The path as given ("-" for standard input), for messages.
+  const std::string& path() const noexcept;
+
+  /// Bytes consumed so far (for progress).
+  std::uint64_t bytes_read() const noexcept;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace orgpatch

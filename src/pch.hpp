@@ -1,0 +1,19 @@
+// Precompiled header of orgpatch_core: the heavy, stable headers only.
+#pragma once
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <boost/url.hpp>
+#include <simdjson.h>
+#include <spdlog/spdlog.h>
+#include <fmt/format.h>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
