@@ -1,0 +1,131 @@
+#include "orgpatch/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+namespace orgpatch {
+namespace {
+
+std::string write_temp(const std::string& text) {
+  static int n = 0;
+  const std::string path = ::testing::TempDir() + "orgpatch_config_" + std::to_string(::getpid()) + "_" +
+                           std::to_string(++n) + ".yaml";
+  std::ofstream(path) << text;
+  return path;
+}
+
+std::string error_of(const std::string& yaml) {
+  try {
+    (void)load_config(write_temp(yaml));
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ConfigTest, DefaultsAreTheDocumentedOnes) {
+  const config c;
+  EXPECT_EQ(c.api.base_url, "https://api.truto.one");
+  EXPECT_EQ(c.http.connections, 32u);
+  EXPECT_DOUBLE_EQ(c.rate_limit.requests_per_second, 45);
+  EXPECT_DOUBLE_EQ(c.rate_limit.burst, 50);
+  EXPECT_DOUBLE_EQ(c.rate_limit.per_account_requests_per_second, 4.5);
+  EXPECT_DOUBLE_EQ(c.rate_limit.per_account_burst, 5);
+  EXPECT_EQ(c.retry.max_attempts, 6u);
+  EXPECT_EQ(c.output.fsync, fsync_mode::interval);
+  EXPECT_TRUE(c.tls.verify);
+}
+
+TEST(ConfigTest, LoadsNestedKeys) {
+  const config c = load_config(write_temp(R"(
+api:
+  base_url: https://127.0.0.1:8443
+  default_query: {truto_ignore_remote_data: true, remote_query: {a: "1"}}
+http: {connections: 8, max_response_bytes: 65536}
+rate_limit: {requests_per_second: 0}
+output: {fsync: always, results: /tmp/r.jsonl}
+serve: {redis: {url: "redis://127.0.0.1:6379", max_deliveries: 3}}
+shutdown_grace_s: 5
+)"));
+  EXPECT_EQ(c.api.base_url, "https://127.0.0.1:8443");
+  EXPECT_EQ(c.http.connections, 8u);
+  EXPECT_EQ(c.http.max_response_bytes, 65536u);
+  EXPECT_DOUBLE_EQ(c.rate_limit.requests_per_second, 0);
+  EXPECT_EQ(c.output.fsync, fsync_mode::always);
+  EXPECT_EQ(c.output.results, "/tmp/r.jsonl");
+  EXPECT_EQ(c.serve.redis.url, "redis://127.0.0.1:6379");
+  EXPECT_EQ(c.serve.redis.max_deliveries, 3u);
+  EXPECT_EQ(c.shutdown_grace_s, 5u);
+  EXPECT_EQ(c.api.default_query.at("truto_ignore_remote_data"), true);
+  EXPECT_EQ(c.api.default_query.at("remote_query").at("a"), "1");
+}
+
+TEST(ConfigTest, UnknownKeyIsNamed) {
+  EXPECT_NE(error_of("http:\n  conections: 3\n").find("http.conections: unknown key"), std::string::npos);
+  EXPECT_NE(error_of("colour: red\n").find("colour: unknown key"), std::string::npos);
+  EXPECT_NE(error_of("serve: {redis: {urll: x}}\n").find("serve.redis.urll: unknown key"), std::string::npos);
+}
+
+TEST(ConfigTest, BadValuesAreNamedWithLine) {
+  const std::string e = error_of("http:\n  connections: lots\n");
+  EXPECT_NE(e.find(":2: http.connections:"), std::string::npos) << e;
+  EXPECT_NE(error_of("http: {connections: 0}").find("out of range"), std::string::npos);
+  EXPECT_NE(error_of("output: {fsync: sometimes}").find("output.fsync"), std::string::npos);
+  EXPECT_NE(error_of("tls: {verify: maybe}").find("tls.verify"), std::string::npos);
+  EXPECT_NE(error_of("api: [1, 2]").find("api: expected a mapping"), std::string::npos);
+  EXPECT_NE(error_of("api: {base_url: [a]}").find("api.base_url"), std::string::npos);
+  EXPECT_NE(error_of("a: [unclosed").find("not valid YAML"), std::string::npos);
+}
+
+TEST(ConfigTest, ValidationRefusesPlainHttpUnlessAllowed) {
+  config c;
+  c.api.base_url = "http://127.0.0.1:1";
+  EXPECT_THROW(validate_config(c), config_error);
+  c.api.allow_http = true;
+  EXPECT_NO_THROW(validate_config(c));
+  c.api.base_url = "ftp://x";
+  EXPECT_THROW(validate_config(c), config_error);
+  c.api.base_url = "https://x/?q=1";
+  EXPECT_THROW(validate_config(c), config_error);
+  c = config{};
+  c.api.default_integrated_account_id = "not-a-uuid";
+  EXPECT_THROW(validate_config(c), config_error);
+}
+
+TEST(ConfigTest, MissingFileIsNamed) {
+  try {
+    (void)load_config("/nonexistent/orgpatchd.yaml");
+    FAIL();
+  } catch (const config_error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/orgpatchd.yaml"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace orgpatch
+
+namespace orgpatch {
+namespace {
+
+TEST(ConfigTest, ExampleConfigLoadsAndHoldsEveryKeyWithItsDefault) {
+  const std::string path = std::string(ORGPATCH_SOURCE_DIR) + "/config/orgpatchd.yaml";
+  const config c = load_config(path);
+  const config d;
+  EXPECT_EQ(c.api.base_url, d.api.base_url);
+  EXPECT_EQ(c.http.connections, d.http.connections);
+  EXPECT_DOUBLE_EQ(c.rate_limit.per_account_requests_per_second, d.rate_limit.per_account_requests_per_second);
+  EXPECT_EQ(c.retry.max_delay_ms, d.retry.max_delay_ms);
+  EXPECT_EQ(c.serve.redis.stream, d.serve.redis.stream);
+  // Every key the loader reads is written out in the example.
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const auto& key : config_keys()) {
+    const std::string leaf = key.substr(key.rfind('.') + 1);
+    EXPECT_NE(text.find(leaf + ":"), std::string::npos) << key;
+  }
+}
+
+}  // namespace
+}  // namespace orgpatch
