@@ -78,7 +78,10 @@ class connection {
       if (!connected_) {
         if (auto err = co_await connect()) co_return err;
       }
-      auto result = tls_ ? co_await exchange_on(*tls_, request, out) : co_await exchange_on(*plain_, request, out);
+      // (Not a conditional expression: g++ 12 destroys a co_await result in ?: twice.)
+      std::optional<exchange_error> result;
+      if (tls_) result = co_await exchange_on(*tls_, request, out);
+      else result = co_await exchange_on(*plain_, request, out);
       if (!result) {
         ++requests_;
         co_return std::nullopt;

@@ -54,4 +54,11 @@ std::variant<job, input_error> parse_job(std::string_view line, std::uint64_t li
 /// True when `s` is a UUID in its 8-4-4-4-12 hexadecimal form (either case).
 bool is_uuid(std::string_view s) noexcept;
 
+/// The explicit `key` of a line, for reporting a line that `parse_job` rejected
+/// under its own key: the value of its `key` member when the line is a
+/// well-formed JSON object with exactly one `key` member that is itself valid
+/// (a string of 1 to 256 bytes, not all digits); nullopt otherwise.
+/// Never throws on bad input (only std::bad_alloc).
+std::optional<std::string> find_job_key(std::string_view line);
+
 }  // namespace orgpatch

@@ -11,7 +11,9 @@
 
 namespace orgpatch {
 
-/// What orgpatchd keeps of a response body.
+/// What orgpatchd keeps of a response body. When `json_valid` is false every
+/// other member keeps its default (empty, 0, false): nothing is taken from a
+/// body that is not a complete JSON object.
 struct response_info {
   bool json_valid = false;  ///< the body was a JSON object
   // A success (2xx): the organization as the API returned it (empty when absent).
@@ -28,6 +30,10 @@ struct response_info {
 
 class response_parser {
  public:
+  /// The cap on each string copied out of a body, in bytes (cut on a UTF-8
+  /// character boundary, so a capped string may be a few bytes shorter).
+  static constexpr std::size_t max_string_bytes = 1024;
+
   /// `max_bytes`: the largest body it will parse (http.max_response_bytes).
   explicit response_parser(std::size_t max_bytes);
   ~response_parser();
@@ -39,6 +45,15 @@ class response_parser {
   /// buffer is reused, so this costs no copy). Never throws on bad input: a body
   /// that is not a JSON object gives `json_valid == false`. Strings are copied
   /// out and capped at 1 KiB each.
+  ///
+  /// Details: fields are matched in any order and unknown fields are skipped,
+  /// but the whole body is still validated (every nested value, no trailing
+  /// bytes but whitespace, nesting at most 256 deep). A body longer than
+  /// `max_bytes`, empty, or not valid UTF-8 is not valid. When `body` lacks the
+  /// spare capacity it is grown with `reserve` (its contents are unchanged).
+  /// For 2xx statuses only `id`, `name`, `updated_at` are taken (a numeric
+  /// `id` as its text); otherwise only the error members. Wrong-typed members
+  /// are left empty. May throw std::bad_alloc only.
   response_info parse(unsigned http_status, std::string& body);
 
   /// The spare capacity `parse` needs past the body (SIMDJSON_PADDING).

@@ -60,6 +60,12 @@ class results_sink {
   /// Creates (truncating) the results log and the dead-letter file and writes the
   /// header line to the results log. The dead-letter file is created lazily, on
   /// its first line. Throws std::runtime_error naming the path on failure.
+  ///
+  /// A dead-letter file already at `dead_letter_path` (a stale one from an
+  /// earlier run) is removed here, so that after the run the file exists if and
+  /// only if this run had a job that was not ok. The header is flushed (and,
+  /// unless `mode` is none, synced) before the constructor returns. Both paths
+  /// must be non-empty and different.
   results_sink(std::string results_path, std::string dead_letter_path, fsync_mode mode,
                const run_header& header);
   ~results_sink();  ///< flushes
@@ -77,6 +83,11 @@ class results_sink {
 
   /// Writes what was gathered: one `write` per file; `fdatasync` per the mode
   /// (`interval`: at most every 100 ms). Throws std::runtime_error on a write error.
+  ///
+  /// The dead-letter file is written before the results log, so a crash between
+  /// the two can duplicate a dead letter on resume but never lose one. Nothing
+  /// pending: no write (an `interval` sync may still be due). After a failed
+  /// write the bytes not yet written stay pending.
   void flush();
 
   /// True when lines are waiting for `flush`.
@@ -86,6 +97,12 @@ class results_sink {
   const std::string& dead_letter_path() const noexcept;
   std::uint64_t dead_letters() const noexcept;  ///< dead-letter lines written so far
 
+  /// `write(2)` calls made so far (each flush makes one per file unless the
+  /// kernel takes a buffer in parts), for metrics and tests.
+  std::uint64_t write_calls() const noexcept;
+  /// `fdatasync(2)` calls made so far.
+  std::uint64_t sync_calls() const noexcept;
+
  private:
   struct impl;
   std::unique_ptr<impl> impl_;
@@ -93,6 +110,28 @@ class results_sink {
 
 /// Appends `s` to `out` as a JSON string literal (quotes included), escaping per
 /// RFC 8259; invalid UTF-8 bytes become U+FFFD.
+///
+/// Control characters are written as \b \f \n \r \t or \u00xx (lower-case hex);
+/// `"` and `\` are escaped; everything else, DEL and non-ASCII included, passes
+/// through. Each maximal ill-formed subsequence (Unicode §3.9: a lone
+/// continuation byte, a truncated sequence, an overlong or surrogate lead)
+/// becomes one U+FFFD.
 void append_json_string(std::string& out, std::string_view s);
+
+/// Appends `tp` as ISO 8601 UTC with milliseconds, e.g. 2026-11-26T20:41:07.123Z
+/// (no quotes).
+void append_utc_timestamp(std::string& out, std::chrono::system_clock::time_point tp);
+
+/// Appends the results-log line of `r` (DESIGN.md §5), '\n' included; what
+/// `results_sink::add` writes (also usable for a results stream).
+void append_result_line(std::string& out, const job_result& r);
+
+/// Appends the header line of a results log, '\n' included.
+void append_header_line(std::string& out, const run_header& h);
+
+/// Appends the dead-letter line for `source` as `results_sink::add` does;
+/// returns false (appending nothing) when `source` is empty.
+bool append_dead_letter_line(std::string& out, std::string_view source,
+                             std::string_view add_key, std::string_view add_idempotency_key);
 
 }  // namespace orgpatch

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 namespace orgpatch {
@@ -110,7 +111,7 @@ namespace orgpatch {
 namespace {
 
 TEST(ConfigTest, ExampleConfigLoadsAndHoldsEveryKeyWithItsDefault) {
-  const std::string path = std::string(ORGPATCH_SOURCE_DIR) + "/config/orgpatchd.yaml";
+  const std::string path = (std::filesystem::path(ORGPATCH_SOURCE_DIR) / "config" / "orgpatchd.yaml").string();
   const config c = load_config(path);
   const config d;
   EXPECT_EQ(c.api.base_url, d.api.base_url);

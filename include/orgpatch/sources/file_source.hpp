@@ -8,6 +8,7 @@
 
 #include "orgpatch/job.hpp"
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -22,8 +23,13 @@ struct source_item {
   std::variant<job, input_error> parsed;
   /// For an input error: the key when the line had a readable one (else the line
   /// number in decimal), and the raw line text when it was held (not over-long).
+  /// For a job, `key` is a copy of its `job.key` and `source` is empty (the
+  /// job's own `source` holds the line).
   std::string key;
   std::string source;
+  /// Byte offset in the input of the line's first byte (a UTF-8 byte order mark
+  /// at the start of the input is skipped: it is not part of line 1).
+  std::uint64_t offset = 0;
 };
 
 class file_source {
@@ -42,8 +48,18 @@ class file_source {
   /// The path as given ("-" for standard input), for messages.
   const std::string& path() const noexcept;
 
-  /// Bytes consumed so far (for progress).
+  /// Bytes consumed so far (for progress): the input up to and including the
+  /// last line examined (blank lines included); the whole input once `next()`
+  /// returned nullopt.
   std::uint64_t bytes_read() const noexcept;
+
+  /// The default block size of each read(2).
+  static constexpr std::size_t default_block_size = std::size_t{1} << 20;
+
+  /// As above, reading `block_size` bytes at a time (tests use small blocks to
+  /// exercise lines that straddle reads).
+  file_source(std::string path, job_parse_options options, std::size_t max_line_bytes,
+              std::size_t block_size);
 
  private:
   struct impl;
