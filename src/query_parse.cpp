@@ -199,34 +199,39 @@ std::string decode_component(std::string_view in) {
   return out;
 }
 
-/// The next `[...]` (no brackets inside) at or after `from`: {start, end one past ']'}.
-std::optional<std::pair<std::size_t, std::size_t>> next_bracket(std::string_view key, std::size_t from) {
+/// A `[...]` group in a key: [begin, end), or none.
+struct bracket_group {
+  std::size_t begin = std::string_view::npos;
+  std::size_t end = 0;
+  bool found() const noexcept { return begin != std::string_view::npos; }
+};
+
+/// The next `[...]` (no brackets inside) at or after `from`.
+bracket_group next_bracket(std::string_view key, std::size_t from) {
   for (std::size_t open = key.find('[', from); open != std::string_view::npos;
        open = key.find('[', open + 1)) {
     const std::size_t close = key.find_first_of("[]", open + 1);
-    if (close == std::string_view::npos) return std::nullopt;
-    if (key[close] == ']') return std::pair{open, close + 1};
+    if (close == std::string_view::npos) return {};
+    if (key[close] == ']') return {open, close + 1};
     // Another '[' first: the bracket group starts there instead.
   }
-  return std::nullopt;
+  return {};
 }
 
 /// qs parseKeys: "a[b][c]" -> {"a", "[b]", "[c]"}; beyond the depth the rest is one
 /// key wrapped in brackets.
 std::vector<std::string> split_key(std::string_view key) {
   std::vector<std::string> chain;
-  const auto first = next_bracket(key, 0);
-  const std::string_view parent = first ? key.substr(0, first->first) : key;
+  bracket_group segment = next_bracket(key, 0);
+  const std::string_view parent = segment.found() ? key.substr(0, segment.begin) : key;
   if (!parent.empty()) chain.emplace_back(parent);
-  std::size_t pos = 0;
   std::size_t depth = 0;
-  std::optional<std::pair<std::size_t, std::size_t>> segment;
-  while ((segment = next_bracket(key, pos)) && depth < k_depth) {
+  while (segment.found() && depth < k_depth) {
     ++depth;
-    chain.emplace_back(key.substr(segment->first, segment->second - segment->first));
-    pos = segment->second;
+    chain.emplace_back(key.substr(segment.begin, segment.end - segment.begin));
+    segment = next_bracket(key, segment.end);
   }
-  if (segment) chain.push_back("[" + std::string(key.substr(segment->first)) + "]");
+  if (segment.found()) chain.push_back("[" + std::string(key.substr(segment.begin)) + "]");
   return chain;
 }
 
