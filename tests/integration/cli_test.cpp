@@ -1,0 +1,148 @@
+// orgpatchd as a user runs it: the binary, its flags, exit statuses and output.
+#include "emulator/cert.hpp"
+#include "emulator/server.hpp"
+#include "support/process.hpp"
+#include "support/test_util.hpp"
+
+#include <gtest/gtest.h>
+
+namespace orgpatch {
+namespace {
+
+using test::run_process;
+using test::temp_dir;
+using test::write_file;
+
+constexpr const char* k_token = "cli-token-do-not-leak-7f3a";
+
+struct cli_emulator {
+  explicit cli_emulator(const temp_dir& dir) {
+    auto paths = emulator::write_self_signed_cert(dir.path() / "cert");
+    ca_file = paths.cert.string();
+    emulator::server_options o;
+    o.port = 0;
+    o.cert_file = paths.cert.string();
+    o.key_file = paths.key.string();
+    o.api.token = k_token;
+    server = std::make_unique<emulator::server>(o);
+    server->start();
+    token_file = dir.file("token");
+    write_file(token_file, std::string(k_token) + "\n");
+    std::filesystem::permissions(token_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  }
+  std::string ca_file, token_file;
+  std::unique_ptr<emulator::server> server;
+};
+
+std::vector<std::string> run_args(const cli_emulator& e, const std::string& input) {
+  return {"run", input, "--base-url", e.server->base_url(), "--ca-file", e.ca_file, "--token-file", e.token_file,
+          "--rate", "0", "--account-rate", "0", "--connections", "4"};
+}
+
+TEST(CliTest, RunPrintsASummaryAndExitsZeroWhenAllOk) {
+  temp_dir dir;
+  cli_emulator emu(dir);
+  std::string text;
+  for (const auto& j : test::generate_jobs(200, 7)) text += j.line + "\n";
+  write_file(dir.file("u.jsonl"), text);
+  auto args = run_args(emu, dir.file("u.jsonl"));
+  args.insert(args.end(), {"--summary-json", dir.file("summary.json")});
+  const auto r = run_process(ORGPATCHD_BINARY, args);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("ok 200"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("u.results.jsonl"), std::string::npos) << r.out;
+  const auto summary = boost::json::parse(test::read_file(dir.file("summary.json"))).as_object();
+  EXPECT_EQ(summary.at("jobs").at("ok").as_int64(), 200);
+  EXPECT_EQ(summary.at("requests").as_int64(), 200);
+  EXPECT_EQ(test::read_lines(dir.file("u.results.jsonl")).size(), 201u);
+}
+
+TEST(CliTest, SomeJobsNotOkExitsTwo) {
+  temp_dir dir;
+  cli_emulator emu(dir);
+  write_file(dir.file("u.jsonl"), test::generate_jobs(1, 1)[0].line + "\n{\"id\":\"x\"}\n");
+  const auto r = run_process(ORGPATCHD_BINARY, run_args(emu, dir.file("u.jsonl")));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("u.jsonl:2"), std::string::npos) << r.err;  // file:line of the broken job
+  EXPECT_NE(r.out.find("invalid 1"), std::string::npos) << r.out;
+}
+
+TEST(CliTest, RefusedTokenExitsOneAndNeverPrintsTheToken) {
+  temp_dir dir;
+  cli_emulator emu(dir);
+  write_file(dir.file("u.jsonl"), test::generate_jobs(1, 1)[0].line + "\n");
+  const std::string other = "other-token-also-secret-91";
+  write_file(dir.file("other"), other);
+  auto args = run_args(emu, dir.file("u.jsonl"));
+  args[7] = dir.file("other");  // the --token-file value
+  const auto r = run_process(ORGPATCHD_BINARY, args);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("401"), std::string::npos) << r.err;
+  EXPECT_EQ((r.out + r.err).find(other), std::string::npos);
+  EXPECT_EQ(test::read_file(dir.file("u.results.jsonl")).find(other), std::string::npos);
+}
+
+TEST(CliTest, TokenFromTheEnvironment) {
+  temp_dir dir;
+  cli_emulator emu(dir);
+  write_file(dir.file("u.jsonl"), test::generate_jobs(3, 1)[0].line + "\n");
+  auto args = run_args(emu, dir.file("u.jsonl"));
+  args.erase(args.begin() + 6, args.begin() + 8);  // no --token-file
+  const auto r = run_process(ORGPATCHD_BINARY, args, {{"TRUTO_API_TOKEN", k_token}});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST(CliTest, UsageErrorsAreClearAndExitOne) {
+  struct expectation {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const std::vector<expectation> cases = {
+      {{"run"}, "which job file"},
+      {{"run", "x.jsonl", "--token", "abc"}, "never taken on the command line"},
+      {{"run", "x.jsonl", "--resume"}, "not available yet"},
+      {{"run", "x.jsonl", "--force"}, "not available yet"},
+      {{"run", "x.jsonl", "--dry-run"}, "not available yet"},
+      {{"run", "x.jsonl", "--connections", "0"}, "--connections"},
+      {{"run", "x.jsonl", "--rate", "fast"}, "--rate"},
+      {{"run", "x.jsonl", "--bogus"}, "--bogus: unknown option"},
+      {{"frobnicate"}, "unknown command"},
+      {{"serve"}, "not available yet"},
+  };
+  for (const auto& c : cases) {
+    const auto r = run_process(ORGPATCHD_BINARY, c.args);
+    EXPECT_EQ(r.exit_code, 1) << c.args.back();
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << c.args.back() << ": " << r.err;
+  }
+}
+
+TEST(CliTest, MissingTokenAndBadConfigAreNamed) {
+  temp_dir dir;
+  write_file(dir.file("u.jsonl"), test::generate_jobs(1, 1)[0].line + "\n");
+  auto r = run_process(ORGPATCHD_BINARY, {"run", dir.file("u.jsonl")}, {{"TRUTO_API_TOKEN", ""}});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no API token"), std::string::npos) << r.err;
+  write_file(dir.file("c.yaml"), "http:\n  conections: 3\n");
+  r = run_process(ORGPATCHD_BINARY, {"run", dir.file("u.jsonl"), "--config", dir.file("c.yaml")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("http.conections: unknown key"), std::string::npos) << r.err;
+  r = run_process(ORGPATCHD_BINARY, {"run", dir.file("missing.jsonl")}, {{"TRUTO_API_TOKEN", "t"}});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("missing.jsonl"), std::string::npos) << r.err;
+}
+
+TEST(CliTest, ValidateReportsEachBrokenLine) {
+  temp_dir dir;
+  write_file(dir.file("v.jsonl"), test::generate_jobs(1, 1)[0].line + "\n{\"id\":\"a\",\"body\":{}}\n[]\n");
+  auto r = run_process(ORGPATCHD_BINARY, {"validate", dir.file("v.jsonl")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("v.jsonl:2: integrated_account_id"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("v.jsonl:3:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("3 jobs, 1 valid, 2 invalid"), std::string::npos) << r.out;
+  write_file(dir.file("ok.jsonl"), test::generate_jobs(2, 1)[1].line + "\n");
+  r = run_process(ORGPATCHD_BINARY, {"validate", dir.file("ok.jsonl")});
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+}
+
+}  // namespace
+}  // namespace orgpatch
