@@ -23,7 +23,7 @@ head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$demo/token"
 umask 022
 
 # Start the emulator on a free port with a fresh certificate, and read its port.
-build/orgpatch-emulator --listen 127.0.0.1:0 --write-cert "$demo/cert" --token-file "$demo/token" \
+build/orgpatch-emulator --listen 127.0.0.1:0 --write-cert "$demo/cert" --token-file "$demo/token" --no-rate-limit \
   > "$demo/emulator.out" 2> "$demo/emulator.log" &
 emulator_pid=$!
 for _ in $(seq 100); do

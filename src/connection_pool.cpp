@@ -87,7 +87,9 @@ class connection {
         co_return std::nullopt;
       }
       close();
-      if (reused && !result->response_started && round == 0 && !pool_.closed) continue;
+      // Only a connection the server closed while idle is retried on a fresh one:
+      // after a timeout the request may be under way.
+      if (reused && !result->response_started && result->peer_closed && round == 0 && !pool_.closed) continue;
       co_return result;
     }
   }
@@ -95,16 +97,25 @@ class connection {
  private:
   net::awaitable<std::optional<exchange_error>> connect() {
     auto& p = pool_.params;
+    // A new stream each time: an SSL object that carried a session cannot start another.
+    if (used_) {
+      if (tls_) tls_.emplace(pool_.executor, pool_.tls_ctx);
+      else plain_.emplace(pool_.executor);
+      buffer_.clear();
+    }
+    used_ = true;
     if (!pool_.resolved) {
       tcp_resolver resolver(pool_.executor);
       auto [ec, results] = co_await resolver.async_resolve(p.target.host, p.target.port);
       if (ec)
         co_return exchange_error{ec, fmt::format("cannot resolve {}: {}", p.target.host, ec.message())};
-      pool_.resolved = std::move(results);
+      if (!pool_.resolved) pool_.resolved = std::move(results);
     }
+    if (pool_.closed) co_return exchange_error{errc::stopped, "stopped"};
     auto& tcp = lowest();
     tcp.expires_after(p.connect_timeout);
     auto [ec, ep] = co_await tcp.async_connect(*pool_.resolved, use_tuple);
+    if (!ec && pool_.closed) ec = errc::stopped;
     if (ec) {
       if (ec == beast::error::timeout) ec = errc::request_timeout;
       co_return exchange_error{ec, fmt::format("connect to {}: {}", p.target.origin, ec.message())};
@@ -130,7 +141,7 @@ class connection {
       if (hec) {
         const long verify = SSL_get_verify_result(ssl);
         close();
-        if (verify != X509_V_OK) {
+        if (p.verify && verify != X509_V_OK) {
           co_return exchange_error{errc::tls_verification_failed,
                                    fmt::format("TLS: certificate verification of {} failed: {}", p.target.origin,
                                                X509_verify_cert_error_string(verify)),
@@ -155,14 +166,21 @@ class connection {
     auto [wec, written] = co_await net::async_write(stream, net::buffer(request), use_tuple);
     if (wec) co_return failure(wec, false, "sending the request");
 
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(p.max_response_bytes);
-    parser.header_limit(64 * 1024);
-    auto [rec, n] = co_await http::async_read(stream, buffer_, parser, use_tuple);
-    if (rec) co_return failure(rec, parser.got_some() || buffer_.size() > 0, "reading the response");
+    // Interim 1xx answers (103 Early Hints…) come before the real one: skip them.
+    std::optional<http::response_parser<http::string_body>> parser;
+    for (int interim = 0;; ++interim) {
+      parser.emplace();
+      parser->body_limit(p.max_response_bytes);
+      parser->header_limit(64 * 1024);
+      auto [rec, n] = co_await http::async_read(stream, buffer_, *parser, use_tuple);
+      if (rec) co_return failure(rec, interim > 0 || parser->got_some() || buffer_.size() > 0, "reading the response");
+      const unsigned status = parser->get().result_int();
+      if (status < 100 || status >= 200 || status == 101) break;
+      if (interim >= 8) co_return failure(errc::response_malformed, true, "reading the response (too many 1xx)");
+    }
     tcp.expires_never();
 
-    auto& msg = parser.get();
+    auto& msg = parser->get();
     out.status = msg.result_int();
     out.chunked = msg.chunked();
     out.keep_alive = msg.keep_alive();
@@ -193,15 +211,21 @@ class connection {
 
   exchange_error failure(error_code ec, bool started, std::string_view step) {
     const auto& origin = pool_.params.target.origin;
+    // Closed or reset by the server: on a reused connection before any byte of
+    // the answer, the idle keep-alive race, worth one fresh connection.
+    const bool peer_closed = ec == net::error::eof || ec == http::error::end_of_stream ||
+                             ec == net::error::connection_reset || ec == net::error::broken_pipe ||
+                             ec == ssl::error::stream_truncated;
     if (ec == beast::error::timeout) ec = errc::request_timeout;
     else if (ec == http::error::body_limit || ec == http::error::header_limit || ec == http::error::buffer_overflow)
       ec = errc::response_too_large;
-    else if (ec == http::error::end_of_stream || ec == http::error::partial_message || ec == net::error::eof ||
-             ec == ssl::error::stream_truncated)
-      ec = started ? errc::response_truncated : ec;
+    else if (peer_closed || ec == http::error::partial_message)
+      ec = started ? error_code(errc::response_truncated) : ec;
     else if (ec.category() == http::make_error_code(http::error::bad_target).category())
       ec = errc::response_malformed;
-    return exchange_error{ec, fmt::format("{} {}: {}", step, origin, ec.message()), false, started};
+    exchange_error e{ec, fmt::format("{} {}: {}", step, origin, ec.message()), false, started};
+    e.peer_closed = peer_closed;
+    return e;
   }
 
   connection_pool::impl& pool_;
@@ -209,6 +233,7 @@ class connection {
   std::optional<tcp_stream> plain_;
   beast::flat_buffer buffer_;
   bool connected_ = false;
+  bool used_ = false;  // the stream has been connected before
   unsigned requests_ = 0;
 };
 

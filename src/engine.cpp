@@ -4,6 +4,7 @@
 #include "orgpatch/connection_pool.hpp"
 #include "orgpatch/error.hpp"
 #include "orgpatch/rate_limiter.hpp"
+#include "orgpatch/scheduler.hpp"
 #include "orgpatch/request.hpp"
 #include "orgpatch/response.hpp"
 #include "orgpatch/results.hpp"
@@ -11,6 +12,7 @@
 #include "orgpatch/sources/file_source.hpp"
 
 #include <boost/asio/detached.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <fmt/format.h>
@@ -23,8 +25,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <random>
 #include <unordered_map>
 #include <unordered_set>
@@ -94,10 +98,16 @@ input_fingerprint fingerprint(const std::string& path) {
   return fp;
 }
 
+// The same file, even when spelled differently or not created yet.
 bool same_file(const std::string& a, const std::string& b) {
   struct stat sa {}, sb {};
-  if (::stat(a.c_str(), &sa) != 0 || ::stat(b.c_str(), &sb) != 0) return a == b;
-  return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  if (::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0)
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  std::error_code ea, eb;
+  const auto ca = std::filesystem::weakly_canonical(std::filesystem::absolute(a), ea);
+  const auto cb = std::filesystem::weakly_canonical(std::filesystem::absolute(b), eb);
+  if (ea || eb) return a == b;
+  return ca == cb;
 }
 
 bool non_empty_file_exists(const std::string& path) {
@@ -105,7 +115,9 @@ bool non_empty_file_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && st.st_size > 0;
 }
 
-/// One batch run: the state its workers share (one thread, no locks).
+/// One batch run: a dispatcher feeds the scheduler from the input and starts an
+/// attempt for each job it picks, up to http.connections at once; attempts hand
+/// retries back to the scheduler. One thread, no locks.
 class batch {
  public:
   batch(const run_options& o, run_report& report, file_source& source, results_sink& sink, std::string run_id)
@@ -121,12 +133,16 @@ class batch {
                                               std::chrono::milliseconds(cfg_.http.connect_timeout_ms),
                                               std::chrono::milliseconds(cfg_.http.request_timeout_ms),
                                               cfg_.http.max_response_bytes}),
-        limiter_(cfg_.rate_limit.requests_per_second, cfg_.rate_limit.burst,
-                 cfg_.rate_limit.per_account_requests_per_second, cfg_.rate_limit.per_account_burst),
+        scheduler_(scheduler_params{cfg_.rate_limit.requests_per_second, cfg_.rate_limit.burst,
+                                    cfg_.rate_limit.per_account_requests_per_second,
+                                    cfg_.rate_limit.per_account_burst, cfg_.rate_limit.adaptive,
+                                    std::max<std::size_t>(k_look_ahead, 4 * std::size_t{cfg_.http.connections}),
+                                    k_account_keep, source.seekable()}),
+        budget_(cfg_.retry.budget_percent),
         parser_(cfg_.http.max_response_bytes),
         signals_(io_),
         grace_timer_(io_),
-        parked_drained_(io_),
+        wakeup_(io_),
         rng_(std::random_device{}()) {}
 
   void run() {
@@ -136,188 +152,293 @@ class batch {
       signals_.add(SIGTERM);
       watch_signals();
     }
-    workers_ = cfg_.http.connections;
-    for (unsigned i = 0; i < workers_; ++i) {
-      net::co_spawn(io_, worker(), [this](std::exception_ptr e) {
-        if (e) {
-          try {
-            std::rethrow_exception(e);
-          } catch (const std::exception& ex) {
-            stop_run(fmt::format("internal error in a worker: {}", ex.what()));
-          }
+    net::co_spawn(io_, dispatcher(), [this](std::exception_ptr e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          stop_run(fmt::format("internal error: {}", ex.what()));
         }
-        if (--workers_ == 0) all_done();
-      });
-    }
+      }
+      dispatcher_done_ = true;
+      maybe_all_done();
+    });
+    if (!source_.seekable()) source_.make_nonblocking();
     io_.run();
-    sink_.flush();
+    try {
+      sink_.flush();
+    } catch (const std::exception& e) {
+      if (report_.fatal_error.empty()) report_.fatal_error = e.what();
+    }
+    set_exit_code();
+    report_.summary.unfinished = jobs_read_ - report_.metrics.jobs();
     report_.summary.elapsed_s = std::chrono::duration<double>(clock_type::now() - started).count();
     report_.summary.connections_opened = pool_.connections_opened();
     report_.summary.dead_letters = sink_.dead_letters();
   }
 
  private:
-  // --- job intake: file order, at most one job per organization in flight -----
+  // --- the dispatcher --------------------------------------------------------
 
-  static std::string org_key(const job& j) { return j.integrated_account_id + '\n' + j.id; }
-
-  net::awaitable<std::optional<job>> next_job() {
+  net::awaitable<void> dispatcher() {
+    const unsigned max_in_flight = cfg_.http.connections;
     for (;;) {
-      if (stopping_) co_return std::nullopt;
-      // Too many jobs parked behind busy organizations: wait for them to drain
-      // rather than read further (memory stays bounded).
-      if (parked_count_ >= k_max_parked) {
-        parked_drained_.expires_at(clock_type::time_point::max());
-        co_await parked_drained_.async_wait();
-        continue;
+      if (hard_stop_) break;
+      auto now = clock_type::now();
+      if (!stopping_) {
+        read_input(now);
+        reload_spilled(now);
       }
+      if (stopping_) {
+        // Take no more jobs; what is queued stays unfinished (resumable).
+        if (in_flight_ == 0) break;
+      } else if (eof_ && scheduler_.empty() && in_flight_ == 0) {
+        break;
+      }
+      auto wait = clock_type::duration::max();
+      if (!stopping_ && in_flight_ < max_in_flight) {
+        auto picked = scheduler_.pick(now);
+        if (picked.job) {
+          ++in_flight_;
+          net::co_spawn(io_, attempt(std::move(picked.job)), [this](std::exception_ptr e) {
+            if (e) {
+              try {
+                std::rethrow_exception(e);
+              } catch (const std::exception& ex) {
+                stop_run(fmt::format("internal error in a request: {}", ex.what()));
+              }
+            }
+          });
+          continue;
+        }
+        wait = picked.wait;
+        // Starved for jobs an account may send: read further before waiting.
+        if (!eof_ && !input_desc_ && scheduler_.wants_more(now)) continue;
+      }
+      // Sleep until the scheduler's next instant or an event (a finished
+      // attempt, a retry handed back) wakes us.
+      wakeup_.expires_after(std::min<clock_type::duration>(wait, std::chrono::seconds(1)));
+      co_await wakeup_.async_wait();
+    }
+  }
+
+  void notify() { wakeup_.cancel(); }
+
+  // A pipe with nothing to read yet: wake the dispatcher when it has.
+  void wait_for_input() {
+    if (input_desc_) return;
+    const int fd = ::dup(source_.native_handle());
+    if (fd < 0) {
+      stop_run(fmt::format("{}: cannot wait for input: {}", opt_.input, std::strerror(errno)));
+      return;
+    }
+    input_desc_.emplace(io_, fd);
+    input_desc_->async_wait(net::posix::stream_descriptor::wait_read, [this](boost::system::error_code) {
+      input_desc_.reset();
+      notify();
+    });
+  }
+
+  // Reads input while the scheduler wants more, a bounded batch per turn so that
+  // answers keep being processed.
+  void read_input(clock_type::time_point now) {
+    for (unsigned n = 0; n < k_read_batch && !eof_ && scheduler_.wants_more(now); ++n) {
       std::optional<source_item> item;
       try {
         item = source_.next();
       } catch (const std::exception& e) {
         stop_run(e.what());
-        co_return std::nullopt;
+        return;
       }
-      if (!item) co_return std::nullopt;
+      if (!item) {
+        if (source_.would_block()) wait_for_input();
+        else eof_ = true;
+        return;
+      }
+      ++jobs_read_;
       if (auto* err = std::get_if<input_error>(&item->parsed)) {
-        record_invalid(*item, *err);
+        record_invalid(item->line, item->key, item->source, *err);
         continue;
       }
-      job j = std::move(std::get<job>(item->parsed));
-      auto key = org_key(j);
-      if (auto it = busy_.find(key); it != busy_.end()) {
-        it->second.push_back(std::move(j));
-        ++parked_count_;
-        continue;
-      }
-      busy_.emplace(std::move(key), std::deque<job>{});
-      co_return j;
+      auto s = std::make_unique<job_state>();
+      s->j = std::move(std::get<job>(item->parsed));
+      s->offset = item->offset;
+      scheduler_.add(std::move(s), now);
     }
   }
 
-  // The next job for the same organization, if one was parked behind `j`; else
-  // the organization is free again.
-  std::optional<job> successor(const job& j) {
-    auto it = busy_.find(org_key(j));
-    if (it == busy_.end()) return std::nullopt;
-    if (it->second.empty() || stopping_) {
-      if (!it->second.empty()) parked_count_ -= it->second.size();
-      busy_.erase(it);
-      parked_drained_.cancel();
-      return std::nullopt;
-    }
-    job next = std::move(it->second.front());
-    it->second.pop_front();
-    --parked_count_;
-    parked_drained_.cancel();
-    return next;
-  }
-
-  net::awaitable<void> worker() {
-    http_response response;
-    std::string request;
-    while (auto j = co_await next_job()) {
-      std::optional<job> current = std::move(j);
-      while (current) {
-        co_await process(*current, request, response);
-        if (hard_stop_) co_return;
-        current = successor(*current);
-      }
-    }
-  }
-
-  // --- one job: attempts until a final outcome --------------------------------
-
-  net::awaitable<void> process(const job& j, std::string& request, http_response& response) {
-    const std::string derived = j.idempotency_key.empty() ? derive_idempotency_key(run_id_, j.key) : std::string();
-    const std::string_view idempotency_key = j.idempotency_key.empty() ? derived : j.idempotency_key;
-    build_request(request, request_target(endpoint_, j), common_headers_, idempotency_key, j.body);
-
-    const auto first = clock_type::now();
-    const auto deadline = first + std::chrono::seconds(cfg_.retry.job_deadline_s);
-    unsigned attempts = 0;
-    for (;;) {
-      // Wait for the token's and the account's budget.
-      for (;;) {
-        if (hard_stop_) co_return;
-        const auto wait = limiter_.try_acquire(j.integrated_account_id, clock_type::now());
-        if (wait == clock_type::duration::zero()) break;
-        co_await sleep(wait);
-      }
-      ++attempts;
-      std::optional<lease> conn;
+  // Jobs that were kept only as their offset, read again now that their account
+  // is about to need them.
+  void reload_spilled(clock_type::time_point now) {
+    for (const auto& [account, spilled] : scheduler_.take_reloads()) {
+      std::variant<job, input_error> parsed;
       try {
-        conn.emplace(co_await pool_.acquire());
-      } catch (const boost::system::system_error&) {
-        co_return;  // the pool is closed: the run is stopping
+        parsed = source_.reread(spilled.offset, spilled.line);
+      } catch (const std::exception& e) {
+        stop_run(e.what());
+        return;
       }
-      const auto t0 = clock_type::now();
-      auto err = co_await conn->exchange(request, response);
-      conn.reset();
-      const double latency_ms = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
-      if (hard_stop_) co_return;  // aborted: no line, the job stays resumable
+      if (auto* err = std::get_if<input_error>(&parsed)) {
+        scheduler_.load_failed(spilled, account);
+        record_invalid(spilled.line, std::to_string(spilled.line), {}, *err);
+        continue;
+      }
+      auto s = std::make_unique<job_state>();
+      s->j = std::move(std::get<job>(parsed));
+      s->offset = spilled.offset;
+      if (s->j.integrated_account_id != account) {
+        scheduler_.load_failed(spilled, account);
+        record_invalid(spilled.line, s->j.key, s->j.source,
+                       input_error{"", "the input changed while it was being read"});
+        continue;
+      }
+      scheduler_.load(std::move(s), now);
+    }
+  }
 
-      if (err) {
-        report_.metrics.request_done(0, latency_ms);
-        if (err->tls_verification) {
-          stop_run(err->message);
-          co_return;
-        }
-        const bool timeout = err->code == errc::request_timeout;
-        if (attempts < cfg_.retry.max_attempts && !stopping_ && co_await backoff(attempts, deadline)) continue;
-        finish(j, outcome::exhausted, 0, attempts, latency_ms, timeout ? "timeout" : "transport", err->message,
-               false, idempotency_key);
+  // --- one attempt of one job ------------------------------------------------
+
+  net::awaitable<void> attempt(std::unique_ptr<job_state> s) {
+    // Whatever happens, this attempt no longer counts against the connections.
+    struct in_flight_guard {
+      batch* b;
+      ~in_flight_guard() {
+        --b->in_flight_;
+        b->notify();
+        b->maybe_all_done();
+      }
+    } guard{this};
+
+    job_state& st = *s;
+    const job& j = st.j;
+    auto now = clock_type::now();
+    if (st.first_attempt == clock_type::time_point{}) {
+      st.first_attempt = now;
+      st.idempotency_key = j.idempotency_key.empty() ? derive_idempotency_key(run_id_, j.key) : j.idempotency_key;
+    }
+    const auto deadline = st.first_attempt + std::chrono::seconds(cfg_.retry.job_deadline_s);
+    // A retry spends retry budget; when there is none, it waits instead of adding load.
+    if (st.attempts > 0 && !budget_.try_spend(now)) {
+      if (now + k_budget_poll > deadline) {
+        finish(st, outcome::exhausted, 0, -1, "budget", "retry budget spent past retry.job_deadline_s", false);
         co_return;
       }
+      scheduler_.requeue(std::move(s), now + k_budget_poll);
+      co_return;
+    }
 
-      const unsigned status = response.status;
-      report_.metrics.request_done(status, latency_ms);
-      const response_info info = parser_.parse(status, response.body);
-      switch (classify(status, info.remote)) {
-        case verdict::ok:
-          finish_ok(j, status, attempts, latency_ms, info);
-          co_return;
-        case verdict::stop_run:
-          stop_run(fmt::format("the API answered {} {} for job {} (line {}): {} — check the API token and its scopes",
-                               status, info.error.empty() ? "" : info.error, j.key, j.line,
-                               info.message.empty() ? "no message" : info.message));
-          co_return;
-        case verdict::failed:
-          finish(j, outcome::failed, status, attempts, latency_ms, "http", http_message(status, info), info.remote,
-                 idempotency_key);
-          co_return;
-        case verdict::rate_limited: {
-          // A 429 costs no attempt: wait as told (or a second) and send again.
-          report_.metrics.rate_limited();
-          --attempts;
-          auto wait = parse_retry_after(response.retry_after, std::chrono::system_clock::now()).value_or(1000ms);
-          if (clock_type::now() + wait > deadline || stopping_) {
-            finish(j, outcome::exhausted, status, attempts + 1, latency_ms, "http",
-                   stopping_ ? "rate limited when the run was stopped" : "rate limited past retry.job_deadline_s",
-                   info.remote, idempotency_key);
-            co_return;
-          }
-          co_await sleep(wait);
-          continue;
-        }
-        case verdict::retry:
-          if (attempts < cfg_.retry.max_attempts && !stopping_ && co_await backoff(attempts, deadline)) continue;
-          finish(j, outcome::exhausted, status, attempts, latency_ms, "http", http_message(status, info), info.remote,
-                 idempotency_key);
-          co_return;
+    std::string request;
+    build_request(request, request_target(endpoint_, j), common_headers_, st.idempotency_key, j.body);
+
+    std::optional<lease> conn;
+    try {
+      conn.emplace(co_await pool_.acquire());
+    } catch (const boost::system::system_error&) {
+      co_return;  // the pool is closed: the run is stopping; no line, resumable
+    }
+    // The pause is checked again right before writing, not only when picked.
+    now = clock_type::now();
+    if (auto pause = scheduler_.pause_left(j.integrated_account_id, now); pause > clock_type::duration::zero()) {
+      conn.reset();
+      scheduler_.requeue(std::move(s), now + pause);
+      co_return;
+    }
+    ++st.attempts;
+    budget_.on_request(now);
+    http_response local;
+    const auto t0 = clock_type::now();
+    auto err = co_await conn->exchange(request, local);
+    conn.reset();
+    now = clock_type::now();
+    const double latency_ms = std::chrono::duration<double, std::milli>(now - t0).count();
+    if (hard_stop_) co_return;  // aborted: no line, the job stays resumable
+
+    if (err) {
+      report_.metrics.request_done(0, latency_ms);
+      if (err->tls_verification) {
+        stop_run(err->message);
+        co_return;
       }
+      const bool timeout = err->code == errc::request_timeout;
+      retry_or_exhaust(std::move(s), now, deadline, 0, latency_ms, timeout ? "timeout" : "transport", err->message,
+                       false, std::nullopt);
+      co_return;
+    }
+
+    const unsigned status = local.status;
+    report_.metrics.request_done(status, latency_ms);
+    const response_info info = parser_.parse(status, local.body);
+    note_rate_headers(j.integrated_account_id, local, now);
+    const auto retry_after = parse_retry_after(local.retry_after, std::chrono::system_clock::now());
+    switch (classify(status, info.remote)) {
+      case verdict::ok:
+        scheduler_.on_success(j.integrated_account_id, now);
+        finish_ok(st, status, latency_ms, info);
+        co_return;
+      case verdict::stop_run:
+        stop_run(fmt::format("the API answered {} {} for job {} (line {}): {} — check the API token and its scopes",
+                             status, info.error, j.key, j.line, info.message.empty() ? "no message" : info.message));
+        co_return;
+      case verdict::failed:
+        finish(st, outcome::failed, status, latency_ms, "http", http_message(status, info), info.remote);
+        co_return;
+      case verdict::rate_limited: {
+        // A 429 costs no attempt and no retry budget: wait as told, send again.
+        --st.attempts;
+        report_.metrics.rate_limited();
+        const auto wait = std::max<clock_type::duration>(retry_after.value_or(k_default_retry_after), k_min_retry_after);
+        scheduler_.on_rate_limited(j.integrated_account_id, info.remote, wait, now);
+        if (stopping_) co_return;  // unfinished: resumable
+        if (now + wait > deadline) {
+          ++st.attempts;
+          finish(st, outcome::exhausted, status, latency_ms, "http",
+                 "rate limited past retry.job_deadline_s: " + http_message(status, info), info.remote);
+          co_return;
+        }
+        scheduler_.requeue(std::move(s), now + wait);
+        co_return;
+      }
+      case verdict::retry:
+        retry_or_exhaust(std::move(s), now, deadline, status, latency_ms, "http", http_message(status, info),
+                         info.remote, retry_after);
+        co_return;
     }
   }
 
-  // Sleeps the full-jitter backoff; false when it would pass the job's deadline.
-  net::awaitable<bool> backoff(unsigned attempts, clock_type::time_point deadline) {
+  // A transient failure: back to the scheduler after the backoff (or Retry-After,
+  // whichever is longer), or `exhausted` when attempts or the deadline are spent.
+  void retry_or_exhaust(std::unique_ptr<job_state> s, clock_type::time_point now, clock_type::time_point deadline,
+                        unsigned status, double latency_ms, std::string_view kind, const std::string& message,
+                        bool remote, std::optional<std::chrono::milliseconds> retry_after) {
+    job_state& st = *s;
+    if (stopping_) return;  // unfinished: resumable
+    if (st.attempts >= cfg_.retry.max_attempts) {
+      finish(st, outcome::exhausted, status, latency_ms, kind, message, remote);
+      return;
+    }
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
-    const auto delay = backoff_delay(attempts, std::chrono::milliseconds(cfg_.retry.base_delay_ms),
-                                     std::chrono::milliseconds(cfg_.retry.max_delay_ms), uniform(rng_));
-    if (clock_type::now() + delay > deadline) co_return false;
+    auto delay = std::chrono::duration_cast<clock_type::duration>(
+        backoff_delay(st.attempts, std::chrono::milliseconds(cfg_.retry.base_delay_ms),
+                      std::chrono::milliseconds(cfg_.retry.max_delay_ms), uniform(rng_)));
+    if (retry_after) delay = std::max<clock_type::duration>(delay, *retry_after);
+    if (now + delay > deadline) {
+      finish(st, outcome::exhausted, status, latency_ms, kind, message + " (retry.job_deadline_s reached)", remote);
+      return;
+    }
     report_.metrics.retried();
-    co_await sleep(delay);
-    co_return !hard_stop_;
+    scheduler_.requeue(std::move(s), now + delay);
+  }
+
+  // `ratelimit-remaining: 0` pauses the account until `ratelimit-reset`.
+  void note_rate_headers(const std::string& account, const http_response& r, clock_type::time_point now) {
+    if (r.ratelimit_remaining != "0") return;
+    double reset = 1;
+    const auto& v = r.ratelimit_reset;
+    if (auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), reset); ec != std::errc{} || reset < 0)
+      reset = 1;
+    reset = std::min(reset, 86400.0);
+    scheduler_.on_remaining_exhausted(
+        account, std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(reset)), now);
   }
 
   static std::string http_message(unsigned status, const response_info& info) {
@@ -328,7 +449,8 @@ class batch {
 
   // --- results ---------------------------------------------------------------
 
-  void finish_ok(const job& j, unsigned status, unsigned attempts, double latency_ms, const response_info& info) {
+  void finish_ok(const job_state& st, unsigned status, double latency_ms, const response_info& info) {
+    const job& j = st.j;
     job_result r;
     r.key = j.key;
     r.line = j.line;
@@ -336,7 +458,7 @@ class batch {
     r.integrated_account_id = j.integrated_account_id;
     r.result = outcome::ok;
     r.http_status = status;
-    r.attempts = attempts;
+    r.attempts = st.attempts;
     r.latency_ms = latency_ms;
     r.finished_at = std::chrono::system_clock::now();
     r.response_id = info.id;
@@ -345,11 +467,13 @@ class batch {
     if (!info.json_valid) r.warning = "the 2xx response body was not valid JSON";
     sink_.add(r, {}, {}, {});
     report_.metrics.job_finished(outcome::ok);
+    scheduler_.finished(st, clock_type::now());
     schedule_flush();
   }
 
-  void finish(const job& j, outcome o, unsigned status, unsigned attempts, double latency_ms, std::string_view kind,
-              const std::string& message, bool remote, std::string_view idempotency_key) {
+  void finish(const job_state& st, outcome o, unsigned status, double latency_ms, std::string_view kind,
+              const std::string& message, bool remote) {
+    const job& j = st.j;
     job_result r;
     r.key = j.key;
     r.line = j.line;
@@ -357,35 +481,37 @@ class batch {
     r.integrated_account_id = j.integrated_account_id;
     r.result = o;
     r.http_status = status;
-    r.attempts = attempts;
+    r.attempts = st.attempts;
     r.latency_ms = latency_ms;
     r.finished_at = std::chrono::system_clock::now();
     r.error_kind = kind;
     r.error_message = message;
     r.error_remote = remote;
     // Dead letter: the job as given, with the identity it ran under, so running
-    // the dead-letter file again cannot apply it twice.
+    // the dead-letter file again cannot apply it twice. (An added key cannot be
+    // the bare line number: explicit keys may not be all digits.)
     const std::string added_key = j.key_given ? std::string() : fmt::format("line-{}", j.line);
-    sink_.add(r, j.source, added_key, j.idempotency_key.empty() ? idempotency_key : std::string_view());
+    sink_.add(r, j.source, added_key, j.idempotency_key.empty() ? std::string_view(st.idempotency_key) : "");
     report_.metrics.job_finished(o);
+    scheduler_.finished(st, clock_type::now());
     note_failure(fmt::format("{}:{}: job {}: {}{}", opt_.input, j.line, j.key, to_string(o),
                              status ? fmt::format(" (HTTP {})", status) : std::string()),
                  message);
     schedule_flush();
   }
 
-  void record_invalid(const source_item& item, const input_error& err) {
+  void record_invalid(std::uint64_t line, const std::string& key, const std::string& source, const input_error& err) {
     const std::string message = err.to_string();
     job_result r;
-    r.key = item.key;
-    r.line = item.line;
+    r.key = key;
+    r.line = line;
     r.result = outcome::invalid;
     r.finished_at = std::chrono::system_clock::now();
     r.error_kind = "input";
     r.error_message = message;
-    sink_.add(r, item.source, {}, {});
+    sink_.add(r, source, {}, {});
     report_.metrics.job_finished(outcome::invalid);
-    note_failure(fmt::format("{}:{}: invalid", opt_.input, item.line), message);
+    note_failure(fmt::format("{}:{}: invalid", opt_.input, line), message);
     schedule_flush();
   }
 
@@ -393,8 +519,7 @@ class batch {
   void note_failure(const std::string& where, const std::string& message) {
     if (++failures_logged_ <= k_failures_logged) {
       spdlog::warn("{}: {}", where, message);
-      if (failures_logged_ == k_failures_logged)
-        spdlog::warn("further failures are only in the results file");
+      if (failures_logged_ == k_failures_logged) spdlog::warn("further failures are only in the results file");
     } else {
       spdlog::debug("{}: {}", where, message);
     }
@@ -416,19 +541,9 @@ class batch {
 
   // --- stopping --------------------------------------------------------------
 
-  net::awaitable<void> sleep(clock_type::duration d) {
-    auto timer = std::make_shared<steady_timer>(io_);
-    timer->expires_after(d);
-    sleepers_.insert(timer.get());
-    co_await timer->async_wait();
-    sleepers_.erase(timer.get());
-  }
-
   // Stop at once: a fatal error (exit 1) or the end of the grace period.
   void stop_run(std::string reason) {
-    if (report_.fatal_error.empty() && !reason.empty()) {
-      report_.fatal_error = std::move(reason);
-    }
+    if (report_.fatal_error.empty() && !reason.empty()) report_.fatal_error = std::move(reason);
     hard_stop();
   }
 
@@ -436,8 +551,8 @@ class batch {
     stopping_ = true;
     hard_stop_ = true;
     pool_.close_all();
-    for (auto* t : sleepers_) t->cancel();
-    parked_drained_.cancel();
+    if (input_desc_) input_desc_->cancel();
+    notify();
   }
 
   void watch_signals() {
@@ -447,32 +562,46 @@ class batch {
         signal_ = signo;
         stopping_ = true;
         report_.summary.stopped_reason = signo == SIGINT ? "SIGINT" : "SIGTERM";
-        spdlog::warn("{}: finishing the jobs in flight (up to {} s); send it again to stop at once",
+        spdlog::warn("{}: finishing the requests in flight (up to {} s); send it again to stop at once",
                      report_.summary.stopped_reason, cfg_.shutdown_grace_s);
-        parked_drained_.cancel();
+        notify();
         grace_timer_.expires_after(std::chrono::seconds(cfg_.shutdown_grace_s));
         grace_timer_.async_wait([this](boost::system::error_code gec) {
           if (!gec) hard_stop();
         });
       } else {
+        if (signal_ == 0) signal_ = signo;
         hard_stop();
       }
       watch_signals();
     });
   }
 
-  void all_done() {
+  // The run is over when the dispatcher has returned and no attempt is running.
+  void maybe_all_done() {
+    if (!dispatcher_done_ || in_flight_ > 0 || done_) return;
+    done_ = true;
     boost::system::error_code ignored;
     signals_.cancel(ignored);
     grace_timer_.cancel();
+    wakeup_.cancel();
+    if (input_desc_) input_desc_->cancel();
+  }
+
+  void set_exit_code() {
     if (!report_.fatal_error.empty()) report_.exit_code = 1;
     else if (signal_ == SIGINT) report_.exit_code = 130;
     else if (signal_ == SIGTERM) report_.exit_code = 143;
-    else report_.exit_code = report_.metrics.jobs() == report_.metrics.ok() ? 0 : 2;
+    else report_.exit_code = report_.metrics.jobs() == report_.metrics.ok() && jobs_read_ == report_.metrics.jobs() ? 0 : 2;
   }
 
-  static constexpr std::size_t k_max_parked = 10000;
+  static constexpr std::size_t k_look_ahead = 10000;
+  static constexpr std::size_t k_account_keep = 64;
+  static constexpr unsigned k_read_batch = 1024;
   static constexpr unsigned k_failures_logged = 20;
+  static constexpr auto k_budget_poll = std::chrono::milliseconds(200);
+  static constexpr auto k_default_retry_after = std::chrono::milliseconds(1000);
+  static constexpr auto k_min_retry_after = std::chrono::milliseconds(50);
 
   const run_options& opt_;
   const config& cfg_;
@@ -484,21 +613,24 @@ class batch {
   endpoint endpoint_;
   std::string common_headers_;
   connection_pool pool_;
-  rate_limiter limiter_;
+  scheduler scheduler_;
+  retry_budget budget_;
   response_parser parser_;
   net::signal_set signals_;
   net::steady_timer grace_timer_;
-  steady_timer parked_drained_;
+  steady_timer wakeup_;
   std::mt19937_64 rng_;
-  std::unordered_map<std::string, std::deque<job>> busy_;  // org → jobs parked behind it
-  std::size_t parked_count_ = 0;
-  std::unordered_set<steady_timer*> sleepers_;
-  unsigned workers_ = 0;
+  std::optional<net::posix::stream_descriptor> input_desc_;  // set while waiting for a quiet pipe
+  std::uint64_t jobs_read_ = 0;
+  unsigned in_flight_ = 0;
   unsigned failures_logged_ = 0;
   int signal_ = 0;
+  bool eof_ = false;
   bool stopping_ = false;
   bool hard_stop_ = false;
   bool flush_posted_ = false;
+  bool dispatcher_done_ = false;
+  bool done_ = false;
 };
 
 }  // namespace

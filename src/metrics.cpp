@@ -82,6 +82,8 @@ std::string format_summary(const run_metrics& m, const summary_context& c) {
   if (m.requests() > 0)
     line(fmt::format("  latency ms: p50 {:.1f}   p90 {:.1f}   p99 {:.1f}   max {:.1f}", m.latency_quantile(0.5),
                      m.latency_quantile(0.9), m.latency_quantile(0.99), m.latency_max()));
+  if (c.unfinished > 0)
+    line(fmt::format("  unfinished {} (read but not finished when the run stopped; they got no line)", c.unfinished));
   line(fmt::format("  results:      {}", c.results_path));
   if (c.dead_letters > 0)
     line(fmt::format("  dead letters: {} ({} jobs to fix or run again)", c.dead_letter_path, c.dead_letters));
@@ -96,10 +98,10 @@ std::string summary_json(const run_metrics& m, const summary_context& c) {
       "{{\"jobs\":{{\"total\":{},\"ok\":{},\"failed\":{},\"exhausted\":{},\"invalid\":{}}},"
       "\"requests\":{},\"retries\":{},\"rate_limited\":{},\"elapsed_s\":{:.3f},\"throughput_rps\":{:.1f},"
       "\"latency_ms\":{{\"p50\":{:.3f},\"p90\":{:.3f},\"p99\":{:.3f},\"max\":{:.3f}}},"
-      "\"status_counts\":{{{}}},\"connections_opened\":{}}}\n",
+      "\"status_counts\":{{{}}},\"connections_opened\":{},\"unfinished\":{}}}\n",
       m.jobs(), m.ok(), m.failed(), m.exhausted(), m.invalid(), m.requests(), m.retries(), m.rate_limited_count(),
       c.elapsed_s, throughput(m, c), m.latency_quantile(0.5), m.latency_quantile(0.9), m.latency_quantile(0.99),
-      m.latency_max(), statuses, c.connections_opened);
+      m.latency_max(), statuses, c.connections_opened, c.unfinished);
 }
 
 }  // namespace orgpatch

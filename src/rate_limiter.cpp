@@ -1,49 +1,44 @@
 #include "orgpatch/rate_limiter.hpp"
 
 #include <algorithm>
-#include <cmath>
 
 namespace orgpatch {
 
-void token_bucket::refill(clock_type::time_point now) noexcept {
-  if (now <= last_) return;
-  const double elapsed = std::chrono::duration<double>(now - last_).count();
-  tokens_ = std::min(burst_, tokens_ + elapsed * rate_);
-  last_ = now;
+namespace {
+clock_type::duration seconds_to_duration(double s) {
+  return std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(s));
+}
+}  // namespace
+
+void gcra::configure(double rate, double burst) noexcept {
+  rate_ = rate > 0 ? rate : 0;
+  burst_ = burst >= 1 ? burst : 1;
+  if (rate_ > 0) {
+    interval_ = seconds_to_duration(1.0 / rate_);
+    tolerance_ = seconds_to_duration((burst_ - 1.0) / rate_);
+  }
 }
 
-clock_type::duration token_bucket::wait_time(clock_type::time_point now) noexcept {
+clock_type::duration gcra::wait(clock_type::time_point now) const noexcept {
   if (unlimited()) return clock_type::duration::zero();
-  refill(now);
-  if (tokens_ >= 1) return clock_type::duration::zero();
-  const double seconds = (1 - tokens_) / rate_;
-  return std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds)) +
-         clock_type::duration(1);
+  // Admissible when the next arrival is due no later than now + tolerance.
+  const auto earliest = tat_ - tolerance_;
+  return earliest > now ? earliest - now : clock_type::duration::zero();
 }
 
-void token_bucket::take(clock_type::time_point now) noexcept {
+void gcra::take(clock_type::time_point now) noexcept {
   if (unlimited()) return;
-  refill(now);
-  tokens_ -= 1;
+  tat_ = std::max(tat_, now) + interval_;
 }
 
-clock_type::duration rate_limiter::try_acquire(std::string_view account, clock_type::time_point now) {
-  if (!started_) {
-    global_ = token_bucket(rate_, burst_, now);
-    started_ = true;
-  }
-  token_bucket* acct = nullptr;
-  if (account_rate_ > 0) {
-    auto it = accounts_.find(std::string(account));
-    if (it == accounts_.end()) it = accounts_.emplace(std::string(account), token_bucket(account_rate_, account_burst_, now)).first;
-    acct = &it->second;
-  }
-  // Both must admit; take from neither unless both can.
-  const auto wait = std::max(global_.wait_time(now), acct ? acct->wait_time(now) : clock_type::duration::zero());
-  if (wait > clock_type::duration::zero()) return wait;
-  global_.take(now);
-  if (acct) acct->take(now);
-  return clock_type::duration::zero();
+double aimd::on_limited(double rate) const noexcept {
+  if (ceiling <= 0) return rate;
+  return std::max(ceiling * floor_share, rate * decrease);
+}
+
+double aimd::on_success(double rate) const noexcept {
+  if (ceiling <= 0) return rate;
+  return std::min(ceiling, rate + ceiling * increase_share);
 }
 
 }  // namespace orgpatch

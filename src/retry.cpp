@@ -61,4 +61,32 @@ std::chrono::milliseconds backoff_delay(unsigned attempt, std::chrono::milliseco
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::clamp(random01, 0.0, 1.0) * ceiling));
 }
 
+retry_budget::bucket& retry_budget::current(clock::time_point now) noexcept {
+  const auto second = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  bucket& b = buckets_[static_cast<std::size_t>(second) % k_buckets];
+  if (b.second != second) b = bucket{second, 0, 0};
+  return b;
+}
+
+double retry_budget::available(clock::time_point now) noexcept {
+  const auto second = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  (void)current(now);
+  std::uint64_t requests = 0, retries = 0;
+  for (const bucket& b : buckets_) {
+    if (b.second > second - static_cast<std::int64_t>(k_buckets) && b.second <= second) {
+      requests += b.requests;
+      retries += b.retries;
+    }
+  }
+  return floor_ + percent_ / 100.0 * static_cast<double>(requests) - static_cast<double>(retries);
+}
+
+void retry_budget::on_request(clock::time_point now) noexcept { ++current(now).requests; }
+
+bool retry_budget::try_spend(clock::time_point now) noexcept {
+  if (available(now) < 1.0) return false;
+  ++current(now).retries;
+  return true;
+}
+
 }  // namespace orgpatch

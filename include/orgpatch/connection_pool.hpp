@@ -50,6 +50,7 @@ struct exchange_error {
   std::string message;  ///< e.g. "TLS: certificate verify failed: hostname mismatch"
   bool tls_verification = false;  ///< the peer was refused: stop the run
   bool response_started = false;  ///< some response bytes arrived (may have been applied)
+  bool peer_closed = false;       ///< the server closed or reset the connection
 };
 
 class connection;

@@ -56,6 +56,7 @@ struct summary_context {
   std::uint64_t dead_letters = 0;
   std::uint64_t connections_opened = 0;
   std::string stopped_reason;  ///< empty when the run finished
+  std::uint64_t unfinished = 0;  ///< jobs read that got no line (stopped: run again)
 };
 
 /// The one-screen summary for people.

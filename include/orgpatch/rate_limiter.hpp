@@ -1,53 +1,52 @@
-/// Token buckets for the API token's limit and each integrated account's.
-/// Pure: time is passed in, nothing sleeps here.
+/// Rate limits as GCRA (the generic cell rate algorithm: a token bucket kept as
+/// one "theoretical arrival time"), with the rate adjustable at run time for
+/// AIMD. Pure: time is passed in, nothing sleeps here. Not thread-safe.
 #pragma once
 
 #include <chrono>
-#include <string>
-#include <string_view>
-#include <unordered_map>
 
 namespace orgpatch {
 
 using clock_type = std::chrono::steady_clock;
 
-/// A token bucket of rate r per second and burst b: admits at most b + r·W
-/// requests in any window of W seconds. Rate 0 means unlimited.
-class token_bucket {
+/// Admits at most `burst + rate·W` requests in any window of W seconds.
+/// A rate of 0 means unlimited.
+class gcra {
  public:
-  token_bucket() = default;
-  token_bucket(double rate, double burst, clock_type::time_point now) noexcept
-      : rate_(rate), burst_(burst < 1 ? 1 : burst), tokens_(burst_), last_(now) {}
+  gcra() = default;
+  gcra(double rate, double burst) noexcept { configure(rate, burst); }
 
-  /// How long until a token is available (zero: now).
-  clock_type::duration wait_time(clock_type::time_point now) noexcept;
-  /// Takes one token; call only when wait_time(now) is zero.
+  /// Changes rate and burst; the time already earned is kept.
+  void configure(double rate, double burst) noexcept;
+  /// Changes only the rate (AIMD), keeping the burst.
+  void set_rate(double rate) noexcept { configure(rate, burst_); }
+
+  /// Zero when a request may go at `now`, else how long until one may.
+  clock_type::duration wait(clock_type::time_point now) const noexcept;
+  /// Counts one request at `now` (call when wait(now) is zero).
   void take(clock_type::time_point now) noexcept;
+
+  double rate() const noexcept { return rate_; }
+  double burst() const noexcept { return burst_; }
   bool unlimited() const noexcept { return rate_ <= 0; }
 
  private:
-  void refill(clock_type::time_point now) noexcept;
   double rate_ = 0;
   double burst_ = 1;
-  double tokens_ = 1;
-  clock_type::time_point last_{};
+  clock_type::duration interval_{};   // 1 / rate
+  clock_type::duration tolerance_{};  // (burst - 1) / rate
+  clock_type::time_point tat_{};      // theoretical arrival time of the next request
 };
 
-/// The token's bucket and one bucket per integrated account.
-class rate_limiter {
- public:
-  rate_limiter(double rate, double burst, double account_rate, double account_burst) noexcept
-      : rate_(rate), burst_(burst), account_rate_(account_rate), account_burst_(account_burst) {}
+/// Additive-increase / multiplicative-decrease around a configured ceiling.
+struct aimd {
+  double ceiling = 0;        ///< the configured rate (0: unlimited, never adapted)
+  double decrease = 0.5;     ///< rate × this on a 429
+  double floor_share = 0.05; ///< never below ceiling × this
+  double increase_share = 0.02;  ///< + ceiling × this per success
 
-  /// Zero when a request for `account` may go now (and takes the tokens), else
-  /// how long to wait before asking again.
-  clock_type::duration try_acquire(std::string_view account, clock_type::time_point now);
-
- private:
-  double rate_, burst_, account_rate_, account_burst_;
-  bool started_ = false;
-  token_bucket global_;
-  std::unordered_map<std::string, token_bucket> accounts_;
+  double on_limited(double rate) const noexcept;
+  double on_success(double rate) const noexcept;
 };
 
 }  // namespace orgpatch

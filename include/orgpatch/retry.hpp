@@ -2,7 +2,9 @@
 /// inputs; randomness and time are passed in.
 #pragma once
 
+#include <array>
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string_view>
 
@@ -28,5 +30,34 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view valu
 /// Full-jitter backoff: `random01` ∈ [0,1) times min(cap, base·2^(attempt-1)).
 std::chrono::milliseconds backoff_delay(unsigned attempt, std::chrono::milliseconds base,
                                         std::chrono::milliseconds cap, double random01) noexcept;
+
+/// The retry budget: retries may be at most `percent` of the requests of the
+/// last 10 seconds, plus a floor, so an outage slows a run down instead of
+/// multiplying its load. Counted in one-second buckets. Pure; not thread-safe.
+class retry_budget {
+ public:
+  using clock = std::chrono::steady_clock;
+  /// `floor`: retries always allowed per 10 s window whatever the traffic.
+  explicit retry_budget(double percent, unsigned floor = 10) noexcept : percent_(percent), floor_(floor) {}
+
+  /// Every request sent (first attempts and retries).
+  void on_request(clock::time_point now) noexcept;
+  /// True (and counted) when a retry may be sent now.
+  bool try_spend(clock::time_point now) noexcept;
+  /// Retries the window still allows now.
+  double available(clock::time_point now) noexcept;
+
+ private:
+  static constexpr std::size_t k_buckets = 10;
+  struct bucket {
+    std::int64_t second = -1;
+    std::uint64_t requests = 0;
+    std::uint64_t retries = 0;
+  };
+  bucket& current(clock::time_point now) noexcept;
+  double percent_;
+  unsigned floor_;
+  std::array<bucket, k_buckets> buckets_{};
+};
 
 }  // namespace orgpatch

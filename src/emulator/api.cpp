@@ -107,14 +107,16 @@ std::int64_t to_unix_ms(api::clock::time_point t) {
 
 std::string serialize_object(const json::object& o) { return json::serialize(o); }
 
-/// Checks the Authorization header; an error response when it is not acceptable.
-std::optional<response> check_auth(const request& req, const std::optional<std::string>& required) {
+/// Checks the Authorization header; an error response when it is not acceptable,
+/// else the token in `token`.
+std::optional<response> check_auth(const request& req, const std::optional<std::string>& required,
+                                   std::string_view& token) {
   if (!req.authorization) return truto_error(401, "Missing Authorization header");
   const std::string_view value = trim(*req.authorization);
   constexpr std::string_view scheme = "Bearer ";
   if (value.size() < scheme.size() || !iequals(value.substr(0, scheme.size()), scheme))
     return truto_error(401, "Authorization header must be 'Bearer <token>'");
-  const std::string_view token = trim(value.substr(scheme.size()));
+  token = trim(value.substr(scheme.size()));
   if (token.empty()) return truto_error(401, "Missing API token");
   if (required && token != *required) return truto_error(401, "Invalid API token");
   return std::nullopt;
@@ -343,7 +345,11 @@ std::string iso8601_ms(std::int64_t unix_ms) {
   return buf;
 }
 
-api::api(api_options options) : options_(std::move(options)) {
+api::api(api_options options)
+    : options_(validated(std::move(options))),
+      limits_(options_.rate_limit, options_.remote_limit),
+      dice_(options_.faults) {
+  faults_on_.store(options_.faults.any(), std::memory_order_relaxed);
   for (auto& s : shards_) s = std::make_unique<shard>();
 }
 
@@ -365,7 +371,10 @@ void api::count_connection() noexcept { connections_.fetch_add(1, std::memory_or
 response api::handle(const request& req, clock::time_point now) {
   bool counted = true;
   response res = route(req, now, counted);
-  if (counted) count_status(res.status);
+  if (res.action == response::transport::reset_before || res.action == response::transport::stall)
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+  else if (counted)
+    count_status(res.status);
   return res;
 }
 
@@ -427,7 +436,8 @@ response api::handle_organization(const request& req, std::string_view path, std
     res.headers.emplace_back("Allow", "GET, PATCH");
     return res;
   }
-  if (auto err = check_auth(req, options_.token)) return std::move(*err);
+  std::string_view token;
+  if (auto err = check_auth(req, options_.token, token)) return std::move(*err);
 
   const auto model = decode_segment(raw[0]);
   const auto resource = decode_segment(raw[1]);
@@ -438,6 +448,9 @@ response api::handle_organization(const request& req, std::string_view path, std
 
   org_query q;
   if (auto err = parse_org_query(query, q)) return std::move(*err);
+
+  // Truto's own limits, once the token and the account are known.
+  if (auto limited = gate(token, q.account, now)) return std::move(*limited);
 
   json::object body;
   if (is_patch) {
@@ -451,16 +464,28 @@ response api::handle_organization(const request& req, std::string_view path, std
     body = std::move(parsed.get_object());
   }
 
-  if (!is_uuid_text(*id)) return remote_error(404, "Organization not found");
+  // From here on the request reaches the remote API, whose limit (when on) every
+  // answer reports in its headers.
+  header_fields limit_headers;
+  const auto with_limit_headers = [&limit_headers](response res) {
+    for (const auto& h : limit_headers) res.headers.push_back(h);
+    return res;
+  };
+
+  if (!is_uuid_text(*id)) {
+    if (auto limited = remote_gate(token, q.account, now, limit_headers)) return std::move(*limited);
+    return with_limit_headers(remote_error(404, "Organization not found"));
+  }
 
   const std::string key = org_key(q.account, *id);
   shard& s = shard_for(q.account);
 
   if (!is_patch) {
+    if (auto limited = remote_gate(token, q.account, now, limit_headers)) return std::move(*limited);
     std::lock_guard lock(s.mutex);
     const auto it = s.orgs.find(key);
-    if (it == s.orgs.end()) return remote_error(404, "Organization not found");
-    return organization_response(*id, it->second, q);
+    if (it == s.orgs.end()) return with_limit_headers(remote_error(404, "Organization not found"));
+    return with_limit_headers(organization_response(*id, it->second, q));
   }
 
   // Validate the remote update before taking the lock; its answer is given after the
@@ -468,6 +493,16 @@ response api::handle_organization(const request& req, std::string_view path, std
   json::object update;
   std::optional<response> invalid = build_remote_update(body, update);
   if (invalid && invalid->status == 400) return std::move(*invalid);
+
+  // Faults strike only requests that would succeed; some answer before applying.
+  fault_plan plan;
+  if (!invalid) {
+    plan = draw_faults(req.connection_request);
+    if (auto faulted = pre_apply_fault(plan, q.account, now)) {
+      post_apply_faults(plan, *faulted);
+      return std::move(*faulted);
+    }
+  }
 
   std::string answer_key;
   if (req.idempotency_key) {
@@ -480,19 +515,23 @@ response api::handle_organization(const request& req, std::string_view path, std
   std::lock_guard lock(s.mutex);
   if (!answer_key.empty()) {
     if (const auto it = s.answers.find(answer_key); it != s.answers.end()) {
+      // Truto answers a replay itself: the remote API (and its limit) is not involved.
       replays_.fetch_add(1, std::memory_order_relaxed);
       response res;
       res.status = it->second.status;
       res.chunked = it->second.chunked;
       res.body = it->second.body;
       res.headers.emplace_back("Idempotent-Replayed", "true");
+      post_apply_faults(plan, res);
       return res;
     }
   }
+  // The limiter's mutex nests inside the shard's, never the other way round.
+  if (auto limited = remote_gate(token, q.account, now, limit_headers)) return std::move(*limited);
   // Every UUID organization exists: created when first touched.
   auto [it, inserted] = s.orgs.try_emplace(key);
   if (inserted) it->second = new_organization(*id, now_ms);
-  if (invalid) return std::move(*invalid);  // failed answers are not stored
+  if (invalid) return with_limit_headers(std::move(*invalid));  // failed answers are not stored
 
   apply_update(it->second, update, now_ms);
   applied_.fetch_add(1, std::memory_order_relaxed);
@@ -507,6 +546,8 @@ response api::handle_organization(const request& req, std::string_view path, std
     const auto stored = s.answers.emplace(std::move(answer_key), stored_answer{res.status, res.chunked, res.body}).first;
     s.answer_order.push_back(&stored->first);
   }
+  res = with_limit_headers(std::move(res));
+  post_apply_faults(plan, res);
   return res;
 }
 
@@ -518,6 +559,17 @@ stats api::snapshot(bool with_applies) const {
   st.connections = connections_.load(std::memory_order_relaxed);
   st.applied = applied_.load(std::memory_order_relaxed);
   st.replays = replays_.load(std::memory_order_relaxed);
+  st.dropped = dropped_.load(std::memory_order_relaxed);
+  st.rate_limited.token = limited_token_.load(std::memory_order_relaxed);
+  st.rate_limited.account = limited_account_.load(std::memory_order_relaxed);
+  st.rate_limited.remote = limited_remote_.load(std::memory_order_relaxed);
+  st.rate_limited.fault = limited_fault_.load(std::memory_order_relaxed);
+  st.over_limit = st.rate_limited.token + st.rate_limited.account + st.rate_limited.remote;
+  st.early_retries = early_.load(std::memory_order_relaxed);
+  st.early_retries_token = early_token_.load(std::memory_order_relaxed);
+  st.early_retries_account = early_account_.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < k_fault_counters; ++i)
+    st.faults[std::string(fault_name(static_cast<fault_counter>(i)))] = faults_[i].load(std::memory_order_relaxed);
   for (const auto& s : shards_) {
     std::lock_guard lock(s->mutex);
     st.organizations += s->orgs.size();
@@ -541,6 +593,17 @@ std::string api::stats_json(bool with_applies) const {
   o["replays"] = st.replays;
   o["organizations"] = st.organizations;
   o["max_applies_per_org"] = st.max_applies_per_org;
+  o["dropped"] = st.dropped;
+  o["rate_limited"] = {{"token", st.rate_limited.token},
+                       {"account", st.rate_limited.account},
+                       {"remote", st.rate_limited.remote},
+                       {"fault", st.rate_limited.fault}};
+  o["over_limit"] = st.over_limit;
+  o["early_retries"] = st.early_retries;
+  o["early_retries_by"] = {{"token", st.early_retries_token}, {"account", st.early_retries_account}};
+  json::object faults;
+  for (const auto& [kind, n] : st.faults) faults[kind] = n;
+  o["faults"] = std::move(faults);
   if (with_applies) {
     json::object applies;
     applies.reserve(st.applies.size());
@@ -571,6 +634,16 @@ void api::reset() {
   connections_.store(0, std::memory_order_relaxed);
   applied_.store(0, std::memory_order_relaxed);
   replays_.store(0, std::memory_order_relaxed);
+  dropped_.store(0, std::memory_order_relaxed);
+  limits_.reset();
+  {
+    std::lock_guard lock(dice_mutex_);
+    dice_.reseed();
+  }
+  for (auto* n : {&limited_token_, &limited_account_, &limited_remote_, &limited_fault_, &early_, &early_token_,
+                  &early_account_})
+    n->store(0, std::memory_order_relaxed);
+  for (auto& n : faults_) n.store(0, std::memory_order_relaxed);
 }
 
 }  // namespace orgpatch::emulator

@@ -5,6 +5,9 @@
 /// unit tested directly.
 #pragma once
 
+#include "emulator/faults.hpp"
+#include "emulator/limits.hpp"
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -12,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,7 +32,12 @@ struct request {
   std::optional<std::string_view> content_type;   ///< the Content-Type header, if present
   std::optional<std::string_view> idempotency_key;  ///< the Idempotency-Key header, if present
   std::string_view body;
+  /// This request's 1-based index on its connection (0: unknown); for `close_after`.
+  std::uint64_t connection_request = 0;
 };
+
+/// Extra header fields of an answer, in order.
+using header_fields = std::vector<std::pair<std::string, std::string>>;
 
 /// One HTTP response. `headers` are extra fields besides Content-Type, Content-Length
 /// or Transfer-Encoding, which the server sets.
@@ -36,11 +45,18 @@ struct response {
   unsigned status = 200;
   std::string body;
   std::string content_type = "application/json";
-  std::vector<std::pair<std::string, std::string>> headers;
+  header_fields headers;
   bool chunked = false;  ///< send the body with Transfer-Encoding: chunked
+  /// What the server does with this answer besides writing it (faults).
+  enum class transport { answer, reset_before, reset_mid_body, stall };
+  transport action = transport::answer;
+  std::chrono::microseconds delay{0};  ///< wait this long before answering (latency)
+  std::chrono::milliseconds stall{0};  ///< with transport::stall: wait this long, then close
+  bool close = false;                  ///< Connection: close on this answer
 };
 
-/// What the API layer is configured with. Grows with rate limits and faults.
+/// What the API layer is configured with: the token, the idempotency store, the rate
+/// limits and the fault profile.
 struct api_options {
   /// When set, only `Authorization: Bearer <token>` with exactly this token is
   /// accepted; otherwise any non-empty bearer token.
@@ -48,6 +64,13 @@ struct api_options {
   /// The most stored 2xx answers kept for Idempotency-Key replays; past it the
   /// oldest are forgotten first.
   std::size_t idempotency_max_keys = 4'000'000;
+  /// Truto's limits per token and per account; OFF by default in-process (the
+  /// binary turns them on unless --no-rate-limit).
+  rate_limit_options rate_limit;
+  /// The remote API's limit per token with `ratelimit-*` headers; off by default.
+  remote_limit_options remote_limit;
+  /// Fault injection on the PATCH route; none by default.
+  fault_options faults;
 };
 
 /// A copy of the counters (`GET /_emulator/stats`).
@@ -60,6 +83,24 @@ struct stats {
   std::uint64_t organizations = 0;                ///< organizations in the store
   std::uint64_t max_applies_per_org = 0;          ///< the most updates one organization received
   std::map<std::string, std::uint64_t> applies;   ///< "<account>/<id>" -> updates applied (>= 1 only)
+  std::uint64_t dropped = 0;  ///< requests read but never answered (reset_before, stall faults)
+
+  /// 429 answers by why they were given.
+  struct rate_limited_counts {
+    std::uint64_t token = 0;    ///< Truto's per-token limit
+    std::uint64_t account = 0;  ///< Truto's per-account limit
+    std::uint64_t remote = 0;   ///< the remote API's limit
+    std::uint64_t fault = 0;    ///< the status_429 fault
+  } rate_limited;
+  /// Requests rejected by a limit (token + account + remote; faults excluded).
+  std::uint64_t over_limit = 0;
+  /// Requests that arrived while their token or account was held by an earlier 429
+  /// (before its Retry-After, past the grace period): the client did not wait.
+  std::uint64_t early_retries = 0;
+  std::uint64_t early_retries_token = 0;    ///< of which for a held token
+  std::uint64_t early_retries_account = 0;  ///< of which for a held account (a request may be both)
+  /// Faults injected by kind (fault_name(); every kind present).
+  std::map<std::string, std::uint64_t> faults;
 };
 
 /// The Truto-style JSON error body `{"statusCode","error","message"}`.
@@ -68,6 +109,10 @@ response truto_error(unsigned status, std::string_view message);
 /// An error that came from the remote API: adds `truto_is_remote_error` and
 /// `raw_response: {"detail": message}` (the shape of Juniper Mist's errors).
 response remote_error(unsigned status, std::string_view message);
+
+/// Truto's 429 (no `truto_is_remote_error`) with `Retry-After: <seconds>`. The body
+/// does not say which limit answered, as Truto's does not.
+response too_many_requests(std::chrono::seconds retry_after);
 
 /// The HTTP reason phrase of `status` ("Unprocessable Entity"); "Unknown" if none.
 std::string_view reason_phrase(unsigned status) noexcept;
@@ -80,17 +125,28 @@ std::string iso8601_ms(std::int64_t unix_ms);
 ///
 /// Thread-safe: every member may be called from any thread at once. The store is
 /// sharded by integrated account, each shard behind its own mutex, held only while an
-/// update is looked up, applied and its answer recorded; counters are atomics.
+/// update is looked up, applied and its answer recorded; counters are atomics; the
+/// limits have one mutex (taken only when a limit is on or a 429 held something), the
+/// fault PRNG another (taken only when a fault is configured).
+///
+/// Order of checks for `PATCH /unified/...`: route, method, token (401), query
+/// (400), Truto's limits (429, per token then per account), body (400, 415), the
+/// organization id (remote 404), faults, idempotent replay, the remote limit
+/// (remote 429), remote validation (remote 422), apply. Requests answered before the
+/// limits are not counted in their windows; nor are the ones they reject.
 class api {
  public:
   using clock = std::chrono::system_clock;
 
+  /// Throws std::invalid_argument naming the field when a limit or fault option is invalid.
   explicit api(api_options options = {});
   ~api();
   api(const api&) = delete;
   api& operator=(const api&) = delete;
 
-  /// Answers one request (any route) and counts it. `now` stamps created/updated times.
+  /// Answers one request (any route) and counts it. `now` stamps created/updated times
+  /// and is the time the rate-limit windows see. A `response::action` other than
+  /// `answer` (a fault) is counted among the faults and in `dropped`, not by status.
   response handle(const request& req, clock::time_point now);
 
   /// Counts an answer the server gave itself (malformed HTTP, body over the limit).
@@ -105,8 +161,14 @@ class api {
   /// The stored unified organization as JSON text, or nullopt if never touched.
   std::optional<std::string> organization_json(std::string_view integrated_account_id,
                                                std::string_view id) const;
-  /// Clears organizations, stored idempotent answers and every counter.
+  /// Clears organizations, stored idempotent answers, the limits' windows and holds,
+  /// and every counter; the fault PRNG starts again from its seed.
   void reset();
+
+  /// Replaces the fault profile (its PRNG starts from the new seed); `options().faults`
+  /// keeps the one constructed with. Thread-safe; a request already drawn keeps its
+  /// faults. Throws std::invalid_argument naming the field when `faults` is invalid.
+  void set_faults(const fault_options& faults);
 
   const api_options& options() const noexcept { return options_; }
 
@@ -115,11 +177,19 @@ class api {
   static constexpr std::size_t k_shards = 16;
   static constexpr unsigned k_max_status = 600;
 
+  static api_options validated(api_options options);
   shard& shard_for(std::string_view integrated_account_id) const;
   void count_status(unsigned status) noexcept;
   response route(const request& req, clock::time_point now, bool& counted);
   response handle_organization(const request& req, std::string_view path, std::string_view query,
                                clock::time_point now);
+  std::optional<response> gate(std::string_view token, std::string_view account, clock::time_point now);
+  std::optional<response> remote_gate(std::string_view token, std::string_view account, clock::time_point now,
+                                      header_fields& headers);
+  fault_plan draw_faults(std::uint64_t connection_request);
+  std::optional<response> pre_apply_fault(const fault_plan& plan, std::string_view account, clock::time_point now);
+  void post_apply_faults(const fault_plan& plan, response& res);
+  void count_fault(fault_counter c) noexcept;
 
   api_options options_;
   std::array<std::unique_ptr<shard>, k_shards> shards_;
@@ -128,6 +198,20 @@ class api {
   std::atomic<std::uint64_t> connections_{0};
   std::atomic<std::uint64_t> applied_{0};
   std::atomic<std::uint64_t> replays_{0};
+  std::atomic<std::uint64_t> dropped_{0};
+
+  limiter limits_;
+  std::mutex dice_mutex_;
+  fault_dice dice_;  // guarded by dice_mutex_
+  std::atomic<bool> faults_on_{false};
+  std::atomic<std::uint64_t> limited_token_{0};
+  std::atomic<std::uint64_t> limited_account_{0};
+  std::atomic<std::uint64_t> limited_remote_{0};
+  std::atomic<std::uint64_t> limited_fault_{0};
+  std::atomic<std::uint64_t> early_{0};
+  std::atomic<std::uint64_t> early_token_{0};
+  std::atomic<std::uint64_t> early_account_{0};
+  std::array<std::atomic<std::uint64_t>, k_fault_counters> faults_{};
 };
 
 }  // namespace orgpatch::emulator

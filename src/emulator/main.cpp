@@ -29,9 +29,10 @@ constexpr std::string_view k_usage =
     "                      give DIR/cert.pem to the client as its CA file\n"
     "  --plain             plain HTTP instead of TLS\n"
     "  --token-file F      accept only the token in F (otherwise any non-empty bearer token)\n"
-    "  --config F          YAML settings (flags override them)\n"
+    "  --config F          YAML settings: limits, rate_limit, remote_limit, faults, ... (flags override them)\n"
     "  --threads N         serve on N threads (default 1)\n"
-    "  --no-rate-limit     turn the rate limits off\n"
+    "  --no-rate-limit     turn the rate limits off (on by default: 500 requests / 10 s per token,\n"
+    "                      50 / 10 s per integrated account; and the remote limit, if configured)\n"
     "\n"
     "Prints 'listening on URL' once it serves; SIGINT or SIGTERM stops it.\n";
 
@@ -114,7 +115,9 @@ emulator_config parse_command_line(int argc, char** argv) {
         throw usage_error("--threads must be 1 to 1024, got '" + v + "'");
       cfg.server.threads = static_cast<unsigned>(n);
     } else if (arg == "--no-rate-limit") {
-      cfg.rate_limit = false;
+      // Truto's limits and the remote one: the demo and the benchmarks are not about limits.
+      cfg.server.api.rate_limit.enabled = false;
+      cfg.server.api.remote_limit.enabled = false;
     } else {
       throw usage_error("unknown option '" + std::string(arg) + "'");
     }

@@ -46,6 +46,24 @@ bool is_http_error(const beast::error_code& ec) {
   return ec.category() == make_error_code(http::error::bad_method).category();
 }
 
+/// The status line and header fields of an answer.
+template <class Body>
+void fill_head(http::response<Body>& head, const response& res, bool keep_alive, unsigned version) {
+  head.version(version);
+  head.result(res.status);
+  head.set(http::field::server, "orgpatch-emulator");
+  head.set(http::field::content_type, res.content_type);
+  for (const auto& [name, value] : res.headers) head.set(name, value);
+  head.keep_alive(keep_alive);
+}
+
+/// Closes a connection with a TCP reset (SO_LINGER 0): the reset_before fault.
+void abort_connection(tcp_stream& stream) {
+  beast::error_code ignored;
+  stream.socket().set_option(net::socket_base::linger(true, 0), ignored);
+  stream.socket().close(ignored);
+}
+
 /// Splits a body into up to three chunks, so that a client meets real chunk framing.
 std::vector<std::string_view> chunk_pieces(std::string_view body) {
   std::vector<std::string_view> pieces;
@@ -78,6 +96,8 @@ struct server::impl {
   template <class Stream>
   net::awaitable<beast::error_code> write_response(Stream& stream, response res, bool keep_alive,
                                                    unsigned version);
+  template <class Stream>
+  net::awaitable<void> write_cut(Stream& stream, response res, bool keep_alive, unsigned version);
 };
 
 void server::impl::load_tls() {
@@ -148,6 +168,7 @@ net::awaitable<void> server::impl::run_session(socket_type socket) {
 template <class Stream>
 net::awaitable<bool> server::impl::serve_http(Stream& stream) {
   beast::flat_buffer buffer;
+  std::uint64_t served = 0;  // requests on this connection, for the close_after fault
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(opts.header_limit, UINT32_MAX)));
@@ -192,12 +213,34 @@ net::awaitable<bool> server::impl::serve_http(Stream& stream) {
     if (auto it = msg.find(http::field::content_type); it != msg.end()) req.content_type = it->value();
     if (auto it = msg.find("Idempotency-Key"); it != msg.end()) req.idempotency_key = it->value();
     req.body = msg.body();
+    req.connection_request = ++served;
     const bool keep_alive = msg.keep_alive();
     response res = handler.handle(req, emulator::api::clock::now());
 
-    ec = co_await write_response(stream, std::move(res), keep_alive, msg.version());
+    // Faults: latency first, then whatever the answer's transport says.
+    if (res.delay.count() > 0) {
+      steady_timer wait{stream.get_executor(), res.delay};
+      (void)co_await wait.async_wait();
+    }
+    if (res.action == response::transport::reset_before) {
+      // No answer, and a reset rather than a clean close.
+      abort_connection(beast::get_lowest_layer(stream));
+      co_return false;
+    }
+    if (res.action == response::transport::stall) {
+      // Past the client's timeout, then a plain close; nothing was applied.
+      steady_timer wait{stream.get_executor(), res.stall};
+      (void)co_await wait.async_wait();
+      co_return false;
+    }
+    if (res.action == response::transport::reset_mid_body) {
+      co_await write_cut(stream, std::move(res), keep_alive, msg.version());
+      co_return false;
+    }
+    const bool keep = keep_alive && !res.close;
+    ec = co_await write_response(stream, std::move(res), keep, msg.version());
     if (ec) co_return false;
-    if (!keep_alive) co_return true;
+    if (!keep) co_return true;
   }
 }
 
@@ -208,12 +251,7 @@ net::awaitable<beast::error_code> server::impl::write_response(Stream& stream, r
   // An HTTP/1.0 client cannot take chunks.
   if (!res.chunked || version < 11) {
     http::response<http::string_body> msg;
-    msg.version(version);
-    msg.result(res.status);
-    msg.set(http::field::server, "orgpatch-emulator");
-    msg.set(http::field::content_type, res.content_type);
-    for (const auto& [name, value] : res.headers) msg.set(name, value);
-    msg.keep_alive(keep_alive);
+    fill_head(msg, res, keep_alive, version);
     msg.body() = std::move(res.body);
     msg.prepare_payload();
     auto [ec, n] = co_await http::async_write(stream, msg, use_tuple);
@@ -221,12 +259,7 @@ net::awaitable<beast::error_code> server::impl::write_response(Stream& stream, r
   }
 
   http::response<http::empty_body> head;
-  head.version(version);
-  head.result(res.status);
-  head.set(http::field::server, "orgpatch-emulator");
-  head.set(http::field::content_type, res.content_type);
-  for (const auto& [name, value] : res.headers) head.set(name, value);
-  head.keep_alive(keep_alive);
+  fill_head(head, res, keep_alive, version);
   head.chunked(true);
   http::response_serializer<http::empty_body> sr{head};
   auto [ec, n] = co_await http::async_write_header(stream, sr, use_tuple);
@@ -237,6 +270,27 @@ net::awaitable<beast::error_code> server::impl::write_response(Stream& stream, r
   }
   std::tie(ec, n) = co_await net::async_write(stream, http::make_chunk_last(), use_tuple);
   co_return ec;
+}
+
+// The reset_mid_body fault: the head (with the full Content-Length) and half the
+// body, then the connection closes. The update was applied.
+template <class Stream>
+net::awaitable<void> server::impl::write_cut(Stream& stream, response res, bool keep_alive, unsigned version) {
+  beast::get_lowest_layer(stream).expires_after(opts.request_timeout);
+  http::response<http::string_body> msg;
+  fill_head(msg, res, keep_alive, version);
+  msg.body() = std::move(res.body);
+  msg.prepare_payload();
+  http::response_serializer<http::string_body> sr{msg};
+  auto [ec, n] = co_await http::async_write_header(stream, sr, use_tuple);
+  if (!ec) {
+    const std::size_t part = msg.body().size() / 2;
+    if (part > 0) std::tie(ec, n) = co_await net::async_write(stream, net::buffer(msg.body().data(), part), use_tuple);
+  }
+  // A clean TCP close (no TLS close_notify): what arrived stays readable, and is short.
+  beast::error_code ignored;
+  beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_both, ignored);
+  beast::get_lowest_layer(stream).socket().close(ignored);
 }
 
 // After answering a request whose body was not read (413, 400): stop sending, then

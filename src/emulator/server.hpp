@@ -29,7 +29,7 @@ struct server_options {
   std::size_t header_limit = 16 * 1024;   ///< larger request headers are answered 431
   std::chrono::milliseconds idle_timeout{60'000};     ///< keep-alive connection idle before close
   std::chrono::milliseconds request_timeout{30'000};  ///< reading a body, writing an answer, handshake
-  api_options api;                 ///< token, idempotency store; later limits and faults
+  api_options api;                 ///< token, idempotency store, rate limits (off), faults (none)
 };
 
 /// A running emulator.

@@ -55,6 +55,9 @@ struct file_source::impl {
   int fd = -1;
   bool own_fd = false;
   bool eof = false;
+  bool would_block = false;  // the last read found a non-blocking pipe empty
+  bool skipping = false;     // inside an over-long line
+  int restore_flags = -1;    // the fd's flags before make_nonblocking
 
   std::unique_ptr<char[]> buf;
   std::size_t cap = 0;
@@ -68,6 +71,7 @@ struct file_source::impl {
   boost::unordered_flat_map<std::uint64_t, std::uint64_t> keys;  // hash -> first line
 
   ~impl() {
+    if (restore_flags >= 0) ::fcntl(fd, F_SETFL, restore_flags);
     if (own_fd && fd >= 0) ::close(fd);
   }
 
@@ -97,6 +101,10 @@ struct file_source::impl {
         end += static_cast<std::size_t>(n);
         return static_cast<std::size_t>(n);
       }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        would_block = true;
+        return 0;
+      }
       if (errno != EINTR) throw_system("cannot read job file", path, errno);
     }
   }
@@ -119,24 +127,6 @@ struct file_source::impl {
       cap = new_cap;
     }
     read_some();
-  }
-
-  /// Skips the rest of an over-long line whose start is [pos, end) (no newline
-  /// there), reading block by block; leaves what follows its newline in the buffer.
-  void skip_long_line() {
-    consumed += end - pos;
-    pos = end = scanned = 0;
-    while (!eof) {
-      const std::size_t n = read_some();
-      if (n == 0) break;
-      if (const void* nl = std::memchr(buf.get(), '\n', end)) {
-        pos = static_cast<std::size_t>(static_cast<const char*>(nl) - buf.get()) + 1;
-        consumed += pos;
-        return;
-      }
-      consumed += end;
-      end = 0;
-    }
   }
 
   source_item too_long(std::uint64_t offset) const {
@@ -196,7 +186,28 @@ struct file_source::impl {
   }
 
   std::optional<source_item> next() {
+    would_block = false;
     for (;;) {
+      if (skipping) {
+        // The rest of an over-long line, dropped block by block, never held.
+        if (const void* nl = std::memchr(buf.get() + pos, '\n', end - pos)) {
+          const std::size_t n = static_cast<std::size_t>(static_cast<const char*>(nl) - (buf.get() + pos)) + 1;
+          pos += n;
+          consumed += n;
+          scanned = 0;
+          skipping = false;
+          continue;
+        }
+        consumed += end - pos;
+        pos = end = scanned = 0;
+        if (eof) {
+          skipping = false;
+          continue;
+        }
+        read_some();
+        if (would_block) return std::nullopt;
+        continue;
+      }
       const std::size_t from = pos + scanned;
       if (const void* nl = std::memchr(buf.get() + from, '\n', end - from)) {
         const char* line_begin = buf.get() + pos;
@@ -226,10 +237,11 @@ struct file_source::impl {
         // Longer than allowed even if its last byte were a '\r': skip it unheld.
         const std::uint64_t offset = consumed;
         ++line_no;
-        skip_long_line();
+        skipping = true;
         return too_long(offset);
       }
       fill();
+      if (would_block) return std::nullopt;
     }
   }
 };
@@ -253,6 +265,47 @@ file_source::file_source(std::string path, job_parse_options options, std::size_
 file_source::~file_source() = default;
 
 std::optional<source_item> file_source::next() { return impl_->next(); }
+
+bool file_source::make_nonblocking() {
+  struct stat st {};
+  if (::fstat(impl_->fd, &st) != 0 || S_ISREG(st.st_mode)) return false;
+  const int flags = ::fcntl(impl_->fd, F_GETFL);
+  if (flags < 0) return false;
+  if (::fcntl(impl_->fd, F_SETFL, flags | O_NONBLOCK) != 0) return false;
+  if (impl_->restore_flags < 0) impl_->restore_flags = flags;
+  return true;
+}
+
+bool file_source::would_block() const noexcept { return impl_->would_block; }
+
+int file_source::native_handle() const noexcept { return impl_->fd; }
+
+bool file_source::seekable() const noexcept {
+  struct stat st {};
+  return impl_->path != "-" && ::fstat(impl_->fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::variant<job, input_error> file_source::reread(std::uint64_t offset, std::uint64_t line) const {
+  // Read up to max_line_bytes + 1 and cut at the first newline.
+  std::string text(impl_->max_line + 2, '\0');
+  std::size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t n = ::pread(impl_->fd, text.data() + got, text.size() - got, static_cast<off_t>(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_system("cannot read", impl_->path, errno);
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+    if (std::memchr(text.data() + got - static_cast<std::size_t>(n), '\n', static_cast<std::size_t>(n))) break;
+  }
+  text.resize(got);
+  const auto nl = text.find('\n');
+  if (nl == std::string::npos && got > impl_->max_line)
+    return input_error{"", "the input changed while it was being read (line too long on re-reading)"};
+  if (nl != std::string::npos) text.resize(nl);
+  if (!text.empty() && text.back() == '\r') text.pop_back();
+  if (blank(text)) return input_error{"", "the input changed while it was being read (line now blank)"};
+  return parse_job(text, line, impl_->options);
+}
 
 const std::string& file_source::path() const noexcept { return impl_->path; }
 

@@ -4,6 +4,7 @@
 #include "emulator/cert.hpp"
 #include "emulator/config.hpp"
 #include "emulator/server.hpp"
+#include "integration/emulator_client.hpp"
 #include "orgpatch/asio.hpp"
 #include "support/test_util.hpp"
 
@@ -31,197 +32,13 @@
 #include <utility>
 #include <vector>
 
-extern char** environ;
-
 namespace orgpatch::emulator {
 namespace {
 
+using namespace test_client;
 namespace http = beast::http;
 namespace json = boost::json;
 using namespace std::chrono_literals;
-
-constexpr std::string_view k_account = "62f44730-dd91-461e-bd6a-aedd9e0ad79d";
-constexpr std::string_view k_org = "2818e386-8dec-2562-9ede-5b8a0fbbdc71";
-constexpr std::string_view k_org2 = "9a3c1b52-0d7e-4f4a-8c55-7b1f0e2d9c11";
-
-using header_list = std::vector<std::pair<std::string, std::string>>;
-
-/// One response as the client read it.
-struct reply {
-  unsigned status = 0;
-  std::string body;
-  bool chunked = false;
-  bool keep_alive = true;
-  http::fields headers;
-
-  json::value json() const { return json::parse(body); }
-  std::string header(std::string_view name) const {
-    const auto it = headers.find(name);
-    return it == headers.end() ? std::string{} : std::string(it->value());
-  }
-};
-
-/// A keep-alive HTTP/1.1 client on one connection (plain, or TLS verifying the peer
-/// against a CA file and a host name). Every step runs on the client's own
-/// io_context with a wall-clock deadline.
-class client {
- public:
-  explicit client(std::uint16_t port) : port_(port) {}
-  client(std::uint16_t port, const std::string& ca_file, std::string host) : port_(port), host_(std::move(host)) {
-    tls_ctx_.emplace(ssl::context::tls_client);
-    tls_ctx_->load_verify_file(ca_file);
-    tls_ctx_->set_verify_mode(ssl::verify_peer);
-  }
-
-  /// Connects (and handshakes) if not connected yet; the error, if any.
-  beast::error_code connect() {
-    if (plain_ || tls_) return {};
-    return run(do_connect());
-  }
-
-  reply send(http::verb method, std::string target, std::string body = {}, header_list headers = {}) {
-    if (const auto ec = connect()) throw beast::system_error(ec, "connect");
-    http::request<http::string_body> req{method, target, 11};
-    req.set(http::field::host, host_);
-    for (const auto& [name, value] : headers) req.set(name, value);
-    req.body() = std::move(body);
-    req.prepare_payload();
-    if (tls_) return run(do_send(tls_.get(), std::move(req)));
-    return run(do_send(plain_.get(), std::move(req)));
-  }
-
-  /// Reads once more on a plain connection: the error the server's close gives.
-  beast::error_code read_error() { return run(do_read_error()); }
-
- private:
-  template <class T>
-  T run(net::awaitable<T> work) {
-    std::future<T> result = net::co_spawn(ioc_, std::move(work), net::use_future);
-    ioc_.restart();
-    ioc_.run_for(20s);
-    if (result.wait_for(0s) != std::future_status::ready) throw std::runtime_error("client step timed out");
-    return result.get();
-  }
-
-  net::awaitable<beast::error_code> do_connect() {
-    const tcp::endpoint endpoint{net::ip::make_address("127.0.0.1"), port_};
-    if (!tls_ctx_) {
-      plain_ = std::make_unique<tcp_stream>(ioc_);
-      plain_->expires_after(10s);
-      auto [ec] = co_await plain_->async_connect(endpoint, use_tuple);
-      co_return ec;
-    }
-    tls_ = std::make_unique<tls_stream>(ioc_, *tls_ctx_);
-    tls_->set_verify_callback(ssl::host_name_verification(host_));
-    beast::get_lowest_layer(*tls_).expires_after(10s);
-    auto [ec] = co_await beast::get_lowest_layer(*tls_).async_connect(endpoint, use_tuple);
-    if (ec) co_return ec;
-    std::tie(ec) = co_await tls_->async_handshake(ssl::stream_base::client, use_tuple);
-    co_return ec;
-  }
-
-  template <class Stream>
-  net::awaitable<reply> do_send(Stream* stream, http::request<http::string_body> req) {
-    beast::get_lowest_layer(*stream).expires_after(10s);
-    co_await http::async_write(*stream, req, net::use_awaitable);
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(16 * 1024 * 1024);
-    co_await http::async_read(*stream, buffer_, parser, net::use_awaitable);
-    const auto& msg = parser.get();
-    reply r;
-    r.status = msg.result_int();
-    r.body = msg.body();
-    r.chunked = msg.chunked();
-    r.keep_alive = msg.keep_alive();
-    r.headers = msg;
-    co_return r;
-  }
-
-  net::awaitable<beast::error_code> do_read_error() {
-    plain_->expires_after(5s);
-    http::response_parser<http::string_body> parser;
-    auto [ec, n] = co_await http::async_read(*plain_, buffer_, parser, use_tuple);
-    co_return ec;
-  }
-
-  net::io_context ioc_;
-  std::uint16_t port_;
-  std::string host_ = "127.0.0.1";
-  std::optional<ssl::context> tls_ctx_;
-  std::unique_ptr<tcp_stream> plain_;
-  std::unique_ptr<tls_stream> tls_;
-  beast::flat_buffer buffer_;
-};
-
-/// Writes `text` on a fresh plain connection, then reads until the server closes it.
-std::string raw_exchange(std::uint16_t port, std::string text) {
-  net::io_context ioc;
-  auto exchange = [](std::uint16_t port, std::string text) -> net::awaitable<std::string> {
-    tcp_stream s{co_await net::this_coro::executor};
-    s.expires_after(10s);
-    co_await s.async_connect(tcp::endpoint{net::ip::make_address("127.0.0.1"), port}, net::use_awaitable);
-    if (!text.empty()) co_await net::async_write(s, net::buffer(text), net::use_awaitable);
-    std::string out;
-    std::array<char, 4096> buf;
-    for (;;) {
-      auto [ec, n] = co_await s.async_read_some(net::buffer(buf), use_tuple);
-      out.append(buf.data(), n);
-      if (ec) break;
-    }
-    co_return out;
-  };
-  std::future<std::string> result = net::co_spawn(ioc, exchange(port, std::move(text)), net::use_future);
-  ioc.run_for(20s);
-  if (result.wait_for(0s) != std::future_status::ready) throw std::runtime_error("raw exchange timed out");
-  return result.get();
-}
-
-server_options plain_options() {
-  server_options o;
-  o.host = "127.0.0.1";
-  o.port = 0;
-  o.plain = true;
-  o.threads = 2;
-  return o;
-}
-
-std::string org_target(std::string_view id, std::string_view query = {}) {
-  return "/unified/user-directory/organizations/" + std::string(id) +
-         "?integrated_account_id=" + std::string(k_account) + std::string(query);
-}
-
-header_list auth_json(std::string token = "t") {
-  return {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}};
-}
-
-reply patch(client& c, std::string target, std::string body, header_list extra = {}) {
-  header_list h = auth_json();
-  for (auto& kv : extra) h.push_back(std::move(kv));
-  return c.send(http::verb::patch, std::move(target), std::move(body), std::move(h));
-}
-
-reply get(client& c, std::string target, header_list headers = {{"Authorization", "Bearer t"}}) {
-  return c.send(http::verb::get, std::move(target), {}, std::move(headers));
-}
-
-std::set<std::string> keys_of(const json::value& v) {
-  std::set<std::string> keys;
-  for (const auto& kv : v.as_object()) keys.emplace(kv.key());
-  return keys;
-}
-
-/// The message of a Truto error body, checking its shape on the way.
-std::string error_message(const reply& r, bool remote) {
-  const json::object o = r.json().as_object();
-  EXPECT_EQ(o.at("statusCode").to_number<unsigned>(), r.status) << r.body;
-  EXPECT_EQ(std::string(o.at("error").as_string()), std::string(reason_phrase(r.status))) << r.body;
-  EXPECT_EQ(o.contains("truto_is_remote_error"), remote) << r.body;
-  if (remote) {
-    EXPECT_TRUE(o.at("truto_is_remote_error").as_bool());
-    EXPECT_EQ(o.at("raw_response").at("detail"), o.at("message")) << r.body;
-  }
-  return std::string(o.at("message").as_string());
-}
 
 TEST(EmulatorTest, PatchAnswersTheUnifiedOrganization) {
   server srv(plain_options());
@@ -592,7 +409,9 @@ TEST(EmulatorTest, StatsAndReset) {
   ASSERT_EQ(r.status, 200u);
   const json::value st = r.json();
   EXPECT_EQ(keys_of(st), (std::set<std::string>{"requests", "by_status", "connections", "applied", "replays",
-                                                "organizations", "max_applies_per_org", "applies"}));
+                                                "organizations", "max_applies_per_org", "applies", "dropped",
+                                                "rate_limited", "over_limit", "early_retries", "early_retries_by",
+                                                "faults"}));
   EXPECT_EQ(st.at("requests").to_number<int>(), 4);
   EXPECT_EQ(st.at("by_status"), json::parse(R"({"200":3,"404":1})"));
   EXPECT_EQ(st.at("connections").to_number<int>(), 1);
@@ -615,7 +434,12 @@ TEST(EmulatorTest, StatsAndReset) {
   EXPECT_EQ(r.json(), json::parse(R"({"reset":true})"));
   EXPECT_EQ(c.send(http::verb::get, "/_emulator/stats").json(),
             json::parse(R"({"requests":0,"by_status":{},"connections":0,"applied":0,"replays":0,
-                            "organizations":0,"max_applies_per_org":0,"applies":{}})"));
+                            "organizations":0,"max_applies_per_org":0,"applies":{},"dropped":0,
+                            "rate_limited":{"token":0,"account":0,"remote":0,"fault":0},"over_limit":0,
+                            "early_retries":0,"early_retries_by":{"token":0,"account":0},
+                            "faults":{"chunked":0,"close_after":0,"invalid_json":0,"latency":0,
+                                      "reset_before":0,"reset_mid_body":0,"stall":0,"status_429":0,
+                                      "status_500":0,"status_502":0,"status_503":0,"status_504":0}})"));
   EXPECT_EQ(get(c, org_target(k_org)).status, 404u);
   EXPECT_EQ(srv.stats_snapshot().requests, 1u);
 }
@@ -847,68 +671,6 @@ TEST(EmulatorTest, ConfigFile) {
   test::write_file(dir.file("blank.txt"), " \n");
   EXPECT_THROW(read_token_file(dir.file("blank.txt")), std::runtime_error);
 }
-
-/// The emulator binary as a child process with its stdout on a pipe.
-class child_process {
- public:
-  explicit child_process(std::vector<std::string> args) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-    args.insert(args.begin(), ORGPATCH_EMULATOR_BINARY);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const int rc = posix_spawn(&pid_, ORGPATCH_EMULATOR_BINARY, &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(fds[1]);
-    out_ = fds[0];
-    if (rc != 0) throw std::runtime_error("posix_spawn failed");
-  }
-  ~child_process() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    ::close(out_);
-  }
-
-  /// The first line on stdout (without '\n'), within `timeout`; empty on EOF or timeout.
-  std::string read_line(std::chrono::milliseconds timeout) {
-    std::string line;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return {};
-      pollfd p{out_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-      char ch;
-      if (::read(out_, &ch, 1) != 1) return {};
-      if (ch == '\n') return line;
-      line.push_back(ch);
-    }
-  }
-
-  /// Sends `sig` (0: none) and waits; the exit status, or -1 if it did not exit normally in time.
-  int stop(int sig, std::chrono::milliseconds timeout = 10s) {
-    if (sig != 0) ::kill(pid_, sig);
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    int status = 0;
-    while (::waitpid(pid_, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > deadline) return -1;
-      std::this_thread::sleep_for(10ms);
-    }
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int out_ = -1;
-};
 
 TEST(EmulatorTest, BinaryPrintsItsPortAndStopsOnSigterm) {
   test::temp_dir dir;

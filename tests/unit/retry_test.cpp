@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <vector>
+
 namespace orgpatch {
 namespace {
 
@@ -45,37 +47,82 @@ TEST(RetryTest, FullJitterBackoffIsCapped) {
   EXPECT_EQ(backoff_delay(2, 200ms, 30000ms, 0.0), 0ms);
 }
 
-TEST(RateLimiterTest, BucketAdmitsBurstThenRate) {
+TEST(RateLimiterTest, GcraAdmitsBurstThenRate) {
   const auto t0 = clock_type::time_point{} + 1h;
-  rate_limiter limiter(10, 5, 0, 1);  // 10/s, burst 5, accounts unlimited
+  gcra g(10, 5);  // 10/s, burst 5
   int admitted = 0;
-  for (int i = 0; i < 20; ++i)
-    if (limiter.try_acquire("a", t0) == clock_type::duration::zero()) ++admitted;
+  for (int i = 0; i < 20; ++i) {
+    if (g.wait(t0) == clock_type::duration::zero()) {
+      g.take(t0);
+      ++admitted;
+    }
+  }
   EXPECT_EQ(admitted, 5);
-  const auto wait = limiter.try_acquire("a", t0);
-  EXPECT_GT(wait, 90ms);
-  EXPECT_LE(wait, 101ms);
-  // In any window of W seconds at most b + r·W are admitted.
-  admitted = 0;
-  for (int ms = 1; ms <= 2000; ++ms)
-    if (limiter.try_acquire("a", t0 + std::chrono::milliseconds(ms)) == clock_type::duration::zero()) ++admitted;
-  EXPECT_EQ(admitted, 20);
+  EXPECT_GT(g.wait(t0), 99ms);
+  EXPECT_LE(g.wait(t0), 100ms);
 }
 
-TEST(RateLimiterTest, AccountsAreLimitedSeparately) {
+// In any window of W seconds a bucket of rate r and burst b admits at most b + r·W.
+TEST(RateLimiterTest, NeverMoreThanBurstPlusRateTimesWindow) {
+  const double rate = 4.5, burst = 5;
+  gcra g(rate, burst);
   const auto t0 = clock_type::time_point{} + 1h;
-  rate_limiter limiter(0, 1, 1, 2);  // token unlimited, 1/s per account, burst 2
-  EXPECT_EQ(limiter.try_acquire("a", t0), clock_type::duration::zero());
-  EXPECT_EQ(limiter.try_acquire("a", t0), clock_type::duration::zero());
-  EXPECT_GT(limiter.try_acquire("a", t0), clock_type::duration::zero());
-  EXPECT_EQ(limiter.try_acquire("b", t0), clock_type::duration::zero());
-  EXPECT_EQ(limiter.try_acquire("a", t0 + 1001ms), clock_type::duration::zero());
+  std::vector<clock_type::time_point> sent;
+  // A greedy client asking every millisecond for 60 s.
+  for (int ms = 0; ms < 60000; ++ms) {
+    const auto now = t0 + std::chrono::milliseconds(ms);
+    if (g.wait(now) == clock_type::duration::zero()) {
+      g.take(now);
+      sent.push_back(now);
+    }
+  }
+  for (double window : {0.5, 1.0, 10.0, 30.0}) {
+    const auto w = std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(window));
+    std::size_t first = 0, most = 0;
+    for (std::size_t i = 0; i < sent.size(); ++i) {
+      while (sent[i] - sent[first] >= w) ++first;
+      most = std::max(most, i - first + 1);
+    }
+    EXPECT_LE(most, static_cast<std::size_t>(burst + rate * window)) << window;
+  }
+  // And it is not slower than the rate over a long run.
+  EXPECT_GE(sent.size(), static_cast<std::size_t>(burst + rate * 59.9));
 }
 
 TEST(RateLimiterTest, ZeroRateIsUnlimited) {
-  rate_limiter limiter(0, 1, 0, 1);
+  gcra g(0, 1);
   const auto t0 = clock_type::time_point{} + 1h;
-  for (int i = 0; i < 100000; ++i) ASSERT_EQ(limiter.try_acquire("a", t0), clock_type::duration::zero());
+  for (int i = 0; i < 100000; ++i) {
+    ASSERT_EQ(g.wait(t0), clock_type::duration::zero());
+    g.take(t0);
+  }
+}
+
+TEST(RateLimiterTest, AimdHalvesAndRecoversToTheCeiling) {
+  aimd a;
+  a.ceiling = 20;
+  double r = 20;
+  r = a.on_limited(r);
+  EXPECT_DOUBLE_EQ(r, 10);
+  for (int i = 0; i < 10; ++i) r = a.on_limited(r);
+  EXPECT_DOUBLE_EQ(r, 1);  // never below 5 % of the ceiling
+  for (int i = 0; i < 1000; ++i) r = a.on_success(r);
+  EXPECT_DOUBLE_EQ(r, 20);  // never above the ceiling
+  aimd unlimited;
+  EXPECT_DOUBLE_EQ(unlimited.on_limited(0), 0);
+}
+
+TEST(RetryBudgetTest, RetriesAreAShareOfRecentRequestsPlusAFloor) {
+  retry_budget b(20, 10);
+  const auto t0 = retry_budget::clock::time_point{} + 1h;
+  for (int i = 0; i < 100; ++i) b.on_request(t0);
+  int retries = 0;
+  while (b.try_spend(t0)) ++retries;
+  EXPECT_EQ(retries, 30);  // 10 + 20 % of 100
+  // The window moves on: after 10 s the old requests no longer count.
+  int later = 0;
+  while (b.try_spend(t0 + 11s)) ++later;
+  EXPECT_EQ(later, 10);
 }
 
 }  // namespace

@@ -45,6 +45,29 @@ class file_source {
   /// (naming the path) on a read error.
   std::optional<source_item> next();
 
+  /// Makes reads of a pipe or terminal non-blocking (restored when destroyed),
+  /// so an event loop is never stalled by a quiet producer. False (nothing
+  /// changed) for a regular file.
+  bool make_nonblocking();
+
+  /// After `next()` returned nullopt: true when that was because a non-blocking
+  /// input had nothing yet (wait for `native_handle()` to be readable), false at
+  /// the end of input.
+  bool would_block() const noexcept;
+
+  /// The file descriptor read from.
+  int native_handle() const noexcept;
+
+  /// True when lines can be read again by offset (a regular file).
+  bool seekable() const noexcept;
+
+  /// Reads and parses again the line at byte `offset` (from source_item::offset),
+  /// numbered `line`, with pread (the stream position is not moved). Key
+  /// uniqueness is not checked again. An input_error when the line is no longer
+  /// there or no longer a valid job (the file changed). Throws std::runtime_error
+  /// on a read error.
+  std::variant<job, input_error> reread(std::uint64_t offset, std::uint64_t line) const;
+
   /// The path as given ("-" for standard input), for messages.
   const std::string& path() const noexcept;
 

@@ -1,0 +1,283 @@
+#include "orgpatch/scheduler.hpp"
+
+#include <algorithm>
+
+namespace orgpatch {
+
+std::string org_key(const job& j) {
+  std::string k;
+  k.reserve(j.integrated_account_id.size() + 1 + j.id.size());
+  k += j.integrated_account_id;
+  k += '\n';
+  k += j.id;
+  return k;
+}
+
+struct scheduler::account {
+  std::string id;
+  std::deque<std::unique_ptr<job_state>> queue;  // parsed, sorted by line
+  std::deque<spilled_job> spill;                 // later than every parsed one
+  gcra bucket;
+  clock_type::time_point paused_until{};
+  std::uint64_t version = 0;          // heap entries of older versions are stale
+  bool reload_planned = false;
+  std::size_t reload_outstanding = 0;  // handed out by take_reloads, not loaded yet
+};
+
+scheduler::scheduler(scheduler_params p) : p_(p), token_(p.rate, p.burst) {
+  token_aimd_.ceiling = p.rate;
+  token_aimd_.increase_share = 0.005;
+  account_aimd_.ceiling = p.account_rate;
+}
+
+scheduler::~scheduler() = default;
+
+std::uint64_t scheduler::ticks(clock_type::time_point t) noexcept {
+  const auto c = t.time_since_epoch().count();
+  return c < 0 ? 0 : static_cast<std::uint64_t>(c);
+}
+
+scheduler::account& scheduler::account_of(const std::string& id) {
+  auto it = accounts_.find(id);
+  if (it == accounts_.end()) {
+    auto a = std::make_unique<account>();
+    a->id = id;
+    a->bucket.configure(p_.account_rate, p_.account_burst);
+    it = accounts_.emplace(id, std::move(a)).first;
+  }
+  return *it->second;
+}
+
+// The account's first job (within the first few) whose organization is free:
+// a job waiting for an earlier update of its organization does not hold up the
+// account's other organizations.
+std::size_t scheduler::candidate(const account& a) const {
+  const std::size_t n = std::min<std::size_t>(a.queue.size(), k_scan);
+  for (std::size_t i = 0; i < n; ++i) {
+    const job_state& s = *a.queue[i];
+    auto it = busy_orgs_.find(org_key(s.j));
+    if (it == busy_orgs_.end() || it->second == s.j.line) return i;
+  }
+  return k_none;
+}
+
+// Places the account where its candidate job belongs: the ready heap (by line),
+// the timed heap (by the instant its pause or bucket allows it), or nowhere
+// (empty, or every job it could send waits for an earlier one of the same
+// organization: `finished` places it again).
+void scheduler::evaluate(account& a, clock_type::time_point now) {
+  ++a.version;
+  plan_reload(a);
+  if (a.queue.empty()) return;
+  const std::size_t c = candidate(a);
+  if (c == k_none) return;
+  const auto bucket_at = now + a.bucket.wait(now);
+  const auto at = std::max(a.paused_until, bucket_at);
+  if (at <= now) ready_.push({a.queue[c]->j.line, a.version, &a});
+  else timed_.push({ticks(at), a.version, &a});
+}
+
+void scheduler::plan_reload(account& a) {
+  if (a.reload_planned || a.spill.empty()) return;
+  if (a.queue.size() + a.reload_outstanding >= std::max<std::size_t>(1, p_.account_keep / 2)) return;
+  a.reload_planned = true;
+  reload_wanted_.push_back(&a);
+}
+
+bool scheduler::wants_more(clock_type::time_point) const {
+  return parsed_ < p_.max_parsed || (p_.can_spill && starved_);
+}
+
+void scheduler::add(std::unique_ptr<job_state> s, clock_type::time_point now) {
+  account& a = account_of(s->j.integrated_account_id);
+  const bool spill = !a.spill.empty() || a.reload_outstanding > 0 ||
+                     (p_.can_spill && parsed_ >= p_.max_parsed && a.queue.size() >= p_.account_keep);
+  if (spill) {
+    a.spill.push_back({s->offset, s->j.line});
+    ++spilled_;
+    plan_reload(a);
+    return;
+  }
+  const bool was_empty = a.queue.empty();
+  a.queue.push_back(std::move(s));  // the newest line: the end keeps the order
+  ++parsed_;
+  starved_ = false;
+  if (was_empty) evaluate(a, now);
+}
+
+std::vector<std::pair<std::string, spilled_job>> scheduler::take_reloads() {
+  std::vector<std::pair<std::string, spilled_job>> out;
+  for (account* a : reload_wanted_) {
+    a->reload_planned = false;
+    const std::size_t room = p_.account_keep > a->queue.size() + a->reload_outstanding
+                                 ? p_.account_keep - a->queue.size() - a->reload_outstanding
+                                 : 0;
+    const std::size_t n = std::min(room, a->spill.size());
+    for (std::size_t i = 0; i < n; ++i) {
+      out.emplace_back(a->id, a->spill.front());
+      a->spill.pop_front();
+    }
+    a->reload_outstanding += n;
+    spilled_ -= n;
+  }
+  reload_wanted_.clear();
+  return out;
+}
+
+void scheduler::load(std::unique_ptr<job_state> s, clock_type::time_point now) {
+  account& a = account_of(s->j.integrated_account_id);
+  if (a.reload_outstanding > 0) --a.reload_outstanding;
+  // Keep the queue sorted by line (reloads arrive in order: usually the end).
+  auto pos = a.queue.end();
+  while (pos != a.queue.begin() && (*std::prev(pos))->j.line > s->j.line) --pos;
+  a.queue.insert(pos, std::move(s));
+  ++parsed_;
+  evaluate(a, now);
+}
+
+void scheduler::load_failed(const spilled_job&, const std::string& account_id) {
+  account& a = account_of(account_id);
+  if (a.reload_outstanding > 0) --a.reload_outstanding;
+  plan_reload(a);
+}
+
+clock_type::time_point scheduler::token_ready(clock_type::time_point now) const {
+  return std::max(token_paused_until_, now + token_.wait(now));
+}
+
+void scheduler::release_due_retries(clock_type::time_point now) {
+  while (!retries_.empty() && retries_.begin()->first <= now) {
+    auto node = retries_.extract(retries_.begin());
+    std::unique_ptr<job_state> s = std::move(node.mapped());
+    account& a = account_of(s->j.integrated_account_id);
+    // Ahead of the account's later jobs: the queue stays sorted by line.
+    auto pos = a.queue.begin();
+    while (pos != a.queue.end() && (*pos)->j.line < s->j.line) ++pos;
+    a.queue.insert(pos, std::move(s));
+    ++parsed_;
+    evaluate(a, now);
+  }
+}
+
+scheduler::pick_result scheduler::pick(clock_type::time_point now) {
+  release_due_retries(now);
+  while (!timed_.empty() && timed_.top().key <= ticks(now)) {
+    const heap_entry e = timed_.top();
+    timed_.pop();
+    if (e.version == e.acct->version) evaluate(*e.acct, now);
+  }
+  pick_result r;
+  const auto token_at = token_ready(now);
+  if (token_at > now) {
+    r.wait = token_at - now;
+    return r;
+  }
+  while (!ready_.empty()) {
+    const heap_entry e = ready_.top();
+    ready_.pop();
+    account& a = *e.acct;
+    if (e.version != a.version) continue;  // stale
+    const std::size_t c = a.queue.empty() ? k_none : candidate(a);
+    if (c == k_none || a.paused_until > now || a.bucket.wait(now) > clock_type::duration::zero()) {
+      evaluate(a, now);
+      continue;
+    }
+    r.job = std::move(a.queue[c]);
+    a.queue.erase(a.queue.begin() + static_cast<std::ptrdiff_t>(c));
+    --parsed_;
+    a.bucket.take(now);
+    token_.take(now);
+    busy_orgs_[org_key(r.job->j)] = r.job->j.line;
+    evaluate(a, now);
+    starved_ = false;
+    return r;
+  }
+  // The token could send but no account can: more input may hold jobs of others.
+  starved_ = true;
+  auto wait = clock_type::duration::max();
+  while (!timed_.empty() && timed_.top().version != timed_.top().acct->version) timed_.pop();
+  if (!timed_.empty()) wait = std::min(wait, clock_type::time_point(clock_type::duration(timed_.top().key)) - now);
+  if (!retries_.empty()) wait = std::min(wait, retries_.begin()->first - now);
+  r.wait = std::max(wait, clock_type::duration::zero());
+  return r;
+}
+
+clock_type::duration scheduler::pause_left(const std::string& account_id, clock_type::time_point now) const {
+  auto until = token_paused_until_;
+  if (auto it = accounts_.find(account_id); it != accounts_.end()) until = std::max(until, it->second->paused_until);
+  return until > now ? until - now : clock_type::duration::zero();
+}
+
+void scheduler::requeue(std::unique_ptr<job_state> s, clock_type::time_point not_before) {
+  retries_.emplace(not_before, std::move(s));
+}
+
+void scheduler::finished(const job_state& s, clock_type::time_point now) {
+  const auto key = org_key(s.j);
+  if (auto it = busy_orgs_.find(key); it != busy_orgs_.end() && it->second == s.j.line) busy_orgs_.erase(it);
+  evaluate(account_of(s.j.integrated_account_id), now);
+}
+
+std::size_t scheduler::drop_all() {
+  const std::size_t n = parsed_ + spilled_ + retries_.size();
+  for (auto& [id, a] : accounts_) {
+    a->queue.clear();
+    a->spill.clear();
+    ++a->version;
+  }
+  retries_.clear();
+  reload_wanted_.clear();
+  parsed_ = spilled_ = 0;
+  ready_ = {};
+  timed_ = {};
+  return n;
+}
+
+void scheduler::on_success(const std::string& account_id, clock_type::time_point) {
+  if (!p_.adaptive) return;
+  account& a = account_of(account_id);
+  if (a.bucket.rate() < account_aimd_.ceiling) a.bucket.set_rate(account_aimd_.on_success(a.bucket.rate()));
+  if (token_.rate() < token_aimd_.ceiling) token_.set_rate(token_aimd_.on_success(token_.rate()));
+}
+
+void scheduler::on_rate_limited(const std::string& account_id, bool remote, clock_type::duration retry_after,
+                                clock_type::time_point now) {
+  account& a = account_of(account_id);
+  if (!remote) {
+    // Truto's body does not say which limit answered: 429s for several accounts
+    // within a second mean the token's.
+    while (!recent_limited_.empty() && now - recent_limited_.front().first > std::chrono::seconds(1))
+      recent_limited_.pop_front();
+    recent_limited_.emplace_back(now, &a);
+    const bool several = std::any_of(recent_limited_.begin(), recent_limited_.end(),
+                                     [&](const auto& e) { return e.second != &a; });
+    if (several) {
+      token_paused_until_ = std::max(token_paused_until_, now + retry_after);
+      if (p_.adaptive) token_.set_rate(token_aimd_.on_limited(token_.rate()));
+    }
+  }
+  a.paused_until = std::max(a.paused_until, now + retry_after);
+  if (p_.adaptive) a.bucket.set_rate(account_aimd_.on_limited(a.bucket.rate()));
+  evaluate(a, now);
+}
+
+void scheduler::on_remaining_exhausted(const std::string& account_id, clock_type::duration reset,
+                                       clock_type::time_point now) {
+  account& a = account_of(account_id);
+  a.paused_until = std::max(a.paused_until, now + reset);
+  evaluate(a, now);
+}
+
+std::size_t scheduler::throttled_accounts(clock_type::time_point now) const {
+  std::size_t n = 0;
+  for (const auto& [id, a] : accounts_)
+    if (a->paused_until > now || (account_aimd_.ceiling > 0 && a->bucket.rate() < account_aimd_.ceiling)) ++n;
+  return n;
+}
+
+double scheduler::account_rate(const std::string& account_id) const {
+  auto it = accounts_.find(account_id);
+  return it == accounts_.end() ? p_.account_rate : it->second->bucket.rate();
+}
+
+}  // namespace orgpatch
