@@ -6,6 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <csignal>
+#include <thread>
+
 namespace orgpatch {
 namespace {
 
@@ -142,6 +146,48 @@ TEST(CliTest, ValidateReportsEachBrokenLine) {
   write_file(dir.file("ok.jsonl"), test::generate_jobs(2, 1)[1].line + "\n");
   r = run_process(ORGPATCHD_BINARY, {"validate", dir.file("ok.jsonl")});
   EXPECT_EQ(r.exit_code, 0) << r.out;
+}
+
+}  // namespace
+}  // namespace orgpatch
+
+namespace orgpatch {
+namespace {
+
+// A producer that pauses must not stall the run: lines of finished jobs reach
+// the results file while standard input is quiet, and a signal still stops it.
+TEST(CliTest, QuietStandardInputDoesNotStallTheRun) {
+  temp_dir dir;
+  cli_emulator emu(dir);
+  const auto jobs = test::generate_jobs(3, 1);
+  auto args = run_args(emu, "-");
+  args.insert(args.end(), {"--results", dir.file("stdin.results.jsonl"), "--dead-letter", dir.file("stdin.failed.jsonl")});
+  test::child_with_stdin child(ORGPATCHD_BINARY, args, {}, dir.file("out"), dir.file("err"));
+  child.write(jobs[0].line + "\n" + jobs[1].line + "\n");
+  // Both lines are written although standard input stays open and silent.
+  bool written = false;
+  for (int i = 0; i < 200 && !written; ++i) {
+    written = test::read_lines(dir.file("stdin.results.jsonl")).size() == 3;
+    if (!written) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_TRUE(written) << test::read_file(dir.file("err"));
+  child.write(jobs[2].line + "\n");
+  child.close_stdin();
+  EXPECT_EQ(child.wait(), 0) << test::read_file(dir.file("err"));
+  EXPECT_EQ(test::read_lines(dir.file("stdin.results.jsonl")).size(), 4u);
+}
+
+TEST(CliTest, SignalStopsARunWaitingOnStandardInput) {
+  temp_dir dir;
+  cli_emulator emu(dir);
+  auto args = run_args(emu, "-");
+  args.insert(args.end(), {"--results", dir.file("r.jsonl"), "--dead-letter", dir.file("f.jsonl")});
+  test::child_with_stdin child(ORGPATCHD_BINARY, args, {}, dir.file("out"), dir.file("err"));
+  child.write(test::generate_jobs(1, 1)[0].line + "\n");
+  for (int i = 0; i < 200 && test::read_lines(dir.file("r.jsonl")).size() < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  child.signal(SIGTERM);
+  EXPECT_EQ(child.wait(), 143) << test::read_file(dir.file("err"));
 }
 
 }  // namespace

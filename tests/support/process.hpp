@@ -18,4 +18,27 @@ struct process_result {
 process_result run_process(const std::string& program, const std::vector<std::string>& args,
                            const std::map<std::string, std::string>& env = {});
 
+/// A program running in the background with a pipe to its standard input;
+/// standard output and error go to files. Killed (SIGKILL) if still running when
+/// destroyed.
+class child_with_stdin {
+ public:
+  child_with_stdin(const std::string& program, const std::vector<std::string>& args,
+                   const std::map<std::string, std::string>& env, const std::string& out_file,
+                   const std::string& err_file);
+  ~child_with_stdin();
+  child_with_stdin(const child_with_stdin&) = delete;
+  child_with_stdin& operator=(const child_with_stdin&) = delete;
+
+  void write(const std::string& text);
+  void close_stdin();
+  void signal(int signo);
+  /// Waits for it to exit; the exit status or 128 + signal.
+  int wait();
+
+ private:
+  int pid_ = -1;
+  int stdin_fd_ = -1;
+};
+
 }  // namespace orgpatch::test
