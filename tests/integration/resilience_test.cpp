@@ -136,7 +136,10 @@ TEST(ResilienceTest, FaultsProfileEveryJobOneLineNothingAppliedTwice) {
 
   const auto stats = server->stats_snapshot(false);
   EXPECT_EQ(stats.max_applies_per_org, 1u) << "an update was applied twice";
-  EXPECT_EQ(stats.applied, ok) << "every ok job applied exactly once, no failed one applied";
+  // Every ok job applied exactly once; a job that ended failed (a 503 fault on
+  // its retry) may still have been applied by an earlier attempt cut off mid-answer.
+  EXPECT_GE(stats.applied, ok);
+  EXPECT_LE(stats.applied, ok + failed_503);
   EXPECT_GT(stats.replays, 0u);  // reset mid-body: applied, then answered by replay
   EXPECT_EQ(stats.early_retries, 0u) << "a request came back before its Retry-After";
   EXPECT_GT(stats.faults.at("stall"), 0u);
