@@ -27,6 +27,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <filesystem>
 #include <random>
@@ -120,8 +121,10 @@ bool non_empty_file_exists(const std::string& path) {
 /// retries back to the scheduler. One thread, no locks.
 class batch {
  public:
-  batch(const run_options& o, run_report& report, file_source& source, results_sink& sink, std::string run_id)
+  batch(const run_options& o, run_report& report, file_source& source, results_sink& sink, std::string run_id,
+        const results_log* earlier)
       : opt_(o),
+        earlier_(earlier),
         cfg_(o.cfg),
         report_(report),
         source_(source),
@@ -142,6 +145,7 @@ class batch {
         parser_(cfg_.http.max_response_bytes),
         signals_(io_),
         grace_timer_(io_),
+        sync_timer_(io_),
         wakeup_(io_),
         rng_(std::random_device{}()) {}
 
@@ -150,8 +154,10 @@ class batch {
     if (opt_.handle_signals) {
       signals_.add(SIGINT);
       signals_.add(SIGTERM);
+      signals_.add(SIGHUP);
       watch_signals();
     }
+    if (cfg_.output.fsync == fsync_mode::interval) schedule_sync();
     net::co_spawn(io_, dispatcher(), [this](std::exception_ptr e) {
       if (e) {
         try {
@@ -255,6 +261,7 @@ class batch {
         else eof_ = true;
         return;
       }
+      if (earlier_ && earlier_->has(item->line)) continue;  // finished before: never sent again
       ++jobs_read_;
       if (auto* err = std::get_if<input_error>(&item->parsed)) {
         record_invalid(item->line, item->key, item->source, *err);
@@ -555,10 +562,33 @@ class batch {
     notify();
   }
 
+  // fsync: interval — lines finished in a quiet moment are synced within 100 ms too.
+  void schedule_sync() {
+    sync_timer_.expires_after(std::chrono::milliseconds(100));
+    sync_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec || done_) return;
+      try {
+        sink_.flush();
+      } catch (const std::exception& e) {
+        stop_run(e.what());
+        return;
+      }
+      schedule_sync();
+    });
+  }
+
   void watch_signals() {
     signals_.async_wait([this](boost::system::error_code ec, int signo) {
       if (ec) return;
-      if (!stopping_) {
+      if (signo == SIGHUP) {
+        // logrotate moved the files: continue in new ones.
+        try {
+          sink_.reopen();
+          spdlog::info("SIGHUP: reopened {} and {}", sink_.results_path(), sink_.dead_letter_path());
+        } catch (const std::exception& e) {
+          stop_run(e.what());
+        }
+      } else if (!stopping_) {
         signal_ = signo;
         stopping_ = true;
         report_.summary.stopped_reason = signo == SIGINT ? "SIGINT" : "SIGTERM";
@@ -584,6 +614,7 @@ class batch {
     boost::system::error_code ignored;
     signals_.cancel(ignored);
     grace_timer_.cancel();
+    sync_timer_.cancel();
     wakeup_.cancel();
     if (input_desc_) input_desc_->cancel();
   }
@@ -592,7 +623,11 @@ class batch {
     if (!report_.fatal_error.empty()) report_.exit_code = 1;
     else if (signal_ == SIGINT) report_.exit_code = 130;
     else if (signal_ == SIGTERM) report_.exit_code = 143;
-    else report_.exit_code = report_.metrics.jobs() == report_.metrics.ok() && jobs_read_ == report_.metrics.jobs() ? 0 : 2;
+    else
+      report_.exit_code = report_.metrics.jobs() == report_.metrics.ok() && jobs_read_ == report_.metrics.jobs() &&
+                                  report_.summary.resumed_not_ok == 0
+                              ? 0
+                              : 2;
   }
 
   static constexpr std::size_t k_look_ahead = 10000;
@@ -604,6 +639,7 @@ class batch {
   static constexpr auto k_min_retry_after = std::chrono::milliseconds(50);
 
   const run_options& opt_;
+  const results_log* earlier_;  // the resumed run's finished lines, or null
   const config& cfg_;
   run_report& report_;
   file_source& source_;
@@ -618,6 +654,7 @@ class batch {
   response_parser parser_;
   net::signal_set signals_;
   net::steady_timer grace_timer_;
+  net::steady_timer sync_timer_;
   steady_timer wakeup_;
   std::mt19937_64 rng_;
   std::optional<net::posix::stream_descriptor> input_desc_;  // set while waiting for a quiet pipe
@@ -643,6 +680,26 @@ std::string default_dead_letter_path(const std::string& input) {
   return (input == "-" ? std::string("stdin") : strip_jsonl(input)) + ".failed.jsonl";
 }
 
+namespace {
+
+// Moves an earlier run's file aside (--force): NAME → NAME.YYYYmmddTHHMMSSZ.
+void move_aside(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return;
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  std::string target = path + "." + stamp;
+  for (int i = 1; ::access(target.c_str(), F_OK) == 0; ++i) target = path + "." + stamp + "-" + std::to_string(i);
+  if (::rename(path.c_str(), target.c_str()) != 0)
+    throw std::runtime_error(fmt::format("{}: cannot move it aside: {}", path, std::strerror(errno)));
+  spdlog::info("{}: moved aside to {}", path, target);
+}
+
+}  // namespace
+
 run_report run_batch(const run_options& o) {
   run_report report;
   auto fail = [&](std::string message) {
@@ -660,18 +717,48 @@ run_report run_batch(const run_options& o) {
     if (o.input != "-" && (same_file(results, o.input) || same_file(dead, o.input)))
       return fail(fmt::format("{}: an output file must not be the input file", o.input));
     if (same_file(results, dead)) return fail("the results file and the dead-letter file must differ");
-    // The results log is the run's journal: never overwrite one silently.
-    if (non_empty_file_exists(results))
-      return fail(fmt::format(
-          "{}: results file already exists (resuming a run is not available yet); remove it or pass --results",
-          results));
     const auto fp = fingerprint(o.input);
+
+    // The results log is the run's journal: the same command again continues
+    // the run it holds; a different input, or standard input, needs --force.
+    std::optional<results_log> earlier;
+    if (non_empty_file_exists(results)) {
+      if (o.force) {
+        move_aside(results);
+        move_aside(dead);
+      } else if (o.input == "-") {
+        return fail(fmt::format("{}: results file already exists, and a run from standard input cannot be "
+                                "resumed; pass --force to start a new run (the old file is moved aside) or "
+                                "--results for another file",
+                                results));
+      } else {
+        earlier = read_results_log(results, true);
+        const auto& h = earlier->header;
+        if (h.input_size != fp.size || h.input_sha256 != fp.sha256)
+          return fail(fmt::format(
+              "{}: the input changed since the run in {} began (size {} → {}, sha256 {} → {}); pass --force to "
+              "start a new run (the old results are moved aside)",
+              o.input, results, h.input_size, fp.size, h.input_sha256.empty() ? "none" : h.input_sha256.substr(0, 12),
+              fp.sha256.substr(0, 12)));
+        if (earlier->repaired_bytes > 0)
+          spdlog::warn("{}: cut off a torn last line ({} bytes) left by a crash", results, earlier->repaired_bytes);
+      }
+    } else if (o.resume) {
+      return fail(fmt::format("{}: nothing to resume (no results file)", results));
+    }
+
     file_source source(o.input, job_parse_options{o.cfg.api.default_integrated_account_id, &o.cfg.api.default_query},
                        o.cfg.input.max_line_bytes);
-    report.run_id = random_run_id();
+    report.run_id = earlier ? earlier->header.run_id : random_run_id();
     run_header header{ORGPATCH_VERSION, report.run_id, o.input, fp.size, fp.sha256, std::chrono::system_clock::now()};
-    results_sink sink(results, dead, o.cfg.output.fsync, header);
-    batch b(o, report, source, sink, report.run_id);
+    results_sink sink(results, dead, o.cfg.output.fsync, header, earlier ? sink_open::resume : sink_open::create);
+    if (earlier) {
+      report.summary.resumed = earlier->finished;
+      report.summary.resumed_not_ok = earlier->finished - earlier->ok;
+      spdlog::info("{}: resuming run {}: {} jobs finished before ({} not ok)", results, report.run_id,
+                   earlier->finished, report.summary.resumed_not_ok);
+    }
+    batch b(o, report, source, sink, report.run_id, earlier ? &*earlier : nullptr);
     b.run();
   } catch (const std::exception& e) {
     return fail(e.what());

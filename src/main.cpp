@@ -44,7 +44,15 @@ run options:
   --account-rate R    requests per second per integrated account (default 4.5; 0 = unlimited)
   --quiet             no summary on standard output
   --summary-json F    write the summary as JSON to F
-  --resume, --force, --dry-run, --metrics-listen HOST:PORT   not available yet
+  --resume            continue the run in the results file (also the default when it
+                      exists and the input has not changed); an error when there is none
+  --force             start a new run even though a results file exists (it and the
+                      dead-letter file are renamed aside with a timestamp)
+  --dry-run, --metrics-listen HOST:PORT   not available yet
+
+Run the same command again after a crash or Ctrl-C: finished jobs are not sent again,
+and every request of a job carries the same Idempotency-Key. SIGHUP reopens the output
+files (logrotate).
 
 exit status: 0 every job ok; 2 some jobs not ok; 1 could not run; 130/143 stopped by a signal
 )";
@@ -104,7 +112,7 @@ void setup_logging(const std::string& level) {
 
 int cmd_run(std::vector<std::string> args) {
   std::optional<std::string> input, config_file, token_file, summary_json;
-  bool quiet = false;
+  bool quiet = false, resume = false, force = false;
   struct overrides {
     std::optional<std::string> results, dead_letter, base_url, ca_file;
     std::optional<unsigned> connections;
@@ -130,8 +138,8 @@ int cmd_run(std::vector<std::string> args) {
     else if (a == "--metrics-listen") {
       (void)value();
       throw usage_error("--metrics-listen: not available yet (metrics come in a later release)");
-    } else if (a == "--resume" || a == "--force")
-      throw usage_error(fmt::format("{}: not available yet (resuming a run comes in a later release)", a));
+    } else if (a == "--resume") resume = true;
+    else if (a == "--force") force = true;
     else if (a == "--dry-run") throw usage_error("--dry-run: not available yet");
     else if (a == "--token" || a.rfind("--token=", 0) == 0)
       throw usage_error("the token is never taken on the command line (other users can read it): use --token-file");
@@ -157,7 +165,8 @@ int cmd_run(std::vector<std::string> args) {
   validate_config(cfg);
   if (!cfg.tls.verify) spdlog::warn("tls.verify is false: the server's certificate is NOT checked");
 
-  run_options options{*input, cfg, load_token(token_file, cfg), true};
+  if (resume && force) throw usage_error("--resume and --force contradict each other");
+  run_options options{*input, cfg, load_token(token_file, cfg), true, resume, force};
   run_report report = run_batch(options);
   if (!report.fatal_error.empty()) {
     spdlog::error("{}", report.fatal_error);

@@ -82,6 +82,9 @@ std::string format_summary(const run_metrics& m, const summary_context& c) {
   if (m.requests() > 0)
     line(fmt::format("  latency ms: p50 {:.1f}   p90 {:.1f}   p99 {:.1f}   max {:.1f}", m.latency_quantile(0.5),
                      m.latency_quantile(0.9), m.latency_quantile(0.99), m.latency_max()));
+  if (c.resumed > 0)
+    line(fmt::format("  resumed: {} jobs finished before this run ({} not ok), not sent again", c.resumed,
+                     c.resumed_not_ok));
   if (c.unfinished > 0)
     line(fmt::format("  unfinished {} (read but not finished when the run stopped; they got no line)", c.unfinished));
   line(fmt::format("  results:      {}", c.results_path));
@@ -98,10 +101,10 @@ std::string summary_json(const run_metrics& m, const summary_context& c) {
       "{{\"jobs\":{{\"total\":{},\"ok\":{},\"failed\":{},\"exhausted\":{},\"invalid\":{}}},"
       "\"requests\":{},\"retries\":{},\"rate_limited\":{},\"elapsed_s\":{:.3f},\"throughput_rps\":{:.1f},"
       "\"latency_ms\":{{\"p50\":{:.3f},\"p90\":{:.3f},\"p99\":{:.3f},\"max\":{:.3f}}},"
-      "\"status_counts\":{{{}}},\"connections_opened\":{},\"unfinished\":{}}}\n",
+      "\"status_counts\":{{{}}},\"connections_opened\":{},\"unfinished\":{},\"resumed\":{}}}\n",
       m.jobs(), m.ok(), m.failed(), m.exhausted(), m.invalid(), m.requests(), m.retries(), m.rate_limited_count(),
       c.elapsed_s, throughput(m, c), m.latency_quantile(0.5), m.latency_quantile(0.9), m.latency_quantile(0.99),
-      m.latency_max(), statuses, c.connections_opened, c.unfinished);
+      m.latency_max(), statuses, c.connections_opened, c.unfinished, c.resumed);
 }
 
 }  // namespace orgpatch

@@ -1,9 +1,11 @@
 // The results log and the dead-letter file (DESIGN.md §5, §6).
 #include "orgpatch/results.hpp"
 
+#include <boost/json/parse.hpp>
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -117,9 +119,22 @@ struct output_file {
     if (fd >= 0) ::close(fd);
   }
 
-  void open() {
-    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw_errno("cannot create", path, errno);
+  /// Truncating (a new run) or appending (a resumed run, a reopen after SIGHUP).
+  void open(bool append = false) {
+    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
+    if (fd < 0) throw_errno(append ? "cannot open" : "cannot create", path, errno);
+  }
+
+  void close() noexcept {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+    unsynced = false;
+  }
+
+  /// The file's size now (0 when it cannot tell).
+  std::uint64_t size() const noexcept {
+    struct stat st {};
+    return fd >= 0 && ::fstat(fd, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
   }
 
   /// One write(2) loop over the whole buffer: partial writes and EINTR resume.
@@ -351,7 +366,7 @@ struct results_sink::impl {
   /// Dead letters first: a crash in between may repeat one on resume, not lose one.
   void flush() {
     if (!dead.buffer.empty()) {
-      if (dead.fd < 0) dead.open();
+      if (dead.fd < 0) dead.open(append_dead);
       dead.write_all(write_calls);
     }
     if (!results.buffer.empty()) results.write_all(write_calls);
@@ -377,6 +392,8 @@ struct results_sink::impl {
   output_file results;
   output_file dead;
   fsync_mode mode;
+  run_header header;
+  bool append_dead = false;  // the dead-letter file is appended to, not replaced
   std::chrono::steady_clock::time_point last_sync{};
   std::uint64_t dead_letters = 0;
   std::uint64_t write_calls = 0;
@@ -384,7 +401,11 @@ struct results_sink::impl {
 };
 
 results_sink::results_sink(std::string results_path, std::string dead_letter_path,
-                           fsync_mode mode, const run_header& header) {
+                           fsync_mode mode, const run_header& header)
+    : results_sink(std::move(results_path), std::move(dead_letter_path), mode, header, sink_open::create) {}
+
+results_sink::results_sink(std::string results_path, std::string dead_letter_path,
+                           fsync_mode mode, const run_header& header, sink_open how) {
   if (results_path.empty()) throw std::runtime_error("results log: empty path");
   if (dead_letter_path.empty()) throw std::runtime_error("dead-letter file: empty path");
   if (results_path == dead_letter_path) {
@@ -392,14 +413,35 @@ results_sink::results_sink(std::string results_path, std::string dead_letter_pat
         fmt::format("results log and dead-letter file are the same path: {}", results_path));
   }
   impl_ = std::make_unique<impl>(std::move(results_path), std::move(dead_letter_path), mode);
-  impl_->results.open();
-  // A dead-letter file left by an earlier run would mix its failures with ours.
-  if (::unlink(impl_->dead.path.c_str()) != 0 && errno != ENOENT) {
-    throw_errno("cannot remove stale dead-letter file", impl_->dead.path, errno);
+  impl_->header = header;
+  if (how == sink_open::resume) {
+    // The same run goes on: both files grow; the header is already there.
+    impl_->append_dead = true;
+    impl_->results.open(true);
+    if (impl_->results.size() == 0) append_header_line(impl_->results.buffer, header);
+  } else {
+    impl_->results.open();
+    // A dead-letter file left by an earlier run would mix its failures with ours.
+    if (::unlink(impl_->dead.path.c_str()) != 0 && errno != ENOENT) {
+      throw_errno("cannot remove stale dead-letter file", impl_->dead.path, errno);
+    }
+    append_header_line(impl_->results.buffer, header);
   }
-  append_header_line(impl_->results.buffer, header);
   impl_->flush();
   if (mode != fsync_mode::none) impl_->sync();
+}
+
+void results_sink::reopen() {
+  impl_->flush();
+  impl_->sync();
+  impl_->results.close();
+  impl_->dead.close();
+  impl_->append_dead = true;
+  impl_->results.open(true);
+  // A new file (the old one was moved away): a continuation header first, with
+  // the same run id and input fingerprint, so a resume keeps the same keys.
+  if (impl_->results.size() == 0) append_header_line(impl_->results.buffer, impl_->header);
+  impl_->flush();
 }
 
 results_sink::~results_sink() {
@@ -445,5 +487,102 @@ std::uint64_t results_sink::dead_letters() const noexcept { return impl_->dead_l
 std::uint64_t results_sink::write_calls() const noexcept { return impl_->write_calls; }
 
 std::uint64_t results_sink::sync_calls() const noexcept { return impl_->sync_calls; }
+
+namespace {
+
+// The run header of a results log's first line.
+run_header parse_header(std::string_view line, const std::string& path) {
+  boost::system::error_code ec;
+  const auto value = boost::json::parse(line, ec);
+  const auto* o = ec ? nullptr : value.if_object();
+  const auto* input = o && o->contains("input") ? o->at("input").if_object() : nullptr;
+  if (!o || !o->contains("orgpatchd") || !o->contains("run_id") || !input || !o->at("run_id").is_string())
+    throw std::runtime_error(fmt::format("{}:1: not an orgpatchd results log (no header line)", path));
+  run_header h;
+  if (const auto* v = o->at("orgpatchd").if_string()) h.version = std::string(*v);
+  h.run_id = std::string(o->at("run_id").as_string());
+  if (const auto* p = input->if_contains("path"); p && p->is_string()) h.input_path = std::string(p->as_string());
+  if (const auto* z = input->if_contains("size"); z && z->is_number()) h.input_size = z->to_number<std::uint64_t>();
+  if (const auto* d = input->if_contains("sha256"); d && d->is_string()) h.input_sha256 = std::string(d->as_string());
+  h.started_at = std::chrono::system_clock::now();
+  return h;
+}
+
+}  // namespace
+
+results_log read_results_log(const std::string& path, bool repair) {
+  const int fd = ::open(path.c_str(), (repair ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) throw_errno("cannot open", path, errno);
+  struct closer {
+    int fd;
+    ~closer() { ::close(fd); }
+  } close_fd{fd};
+
+  results_log log;
+  std::string carry;  // a line split across blocks
+  std::vector<char> block(std::size_t{4} << 20);
+  std::uint64_t offset = 0;        // bytes read so far
+  std::uint64_t complete_end = 0;  // end of the last whole line
+  std::uint64_t line_no = 0;
+  const auto handle = [&](std::string_view line) {
+    ++line_no;
+    if (line_no == 1) {
+      log.header = parse_header(line, path);
+      return;
+    }
+    if (line.empty()) return;
+    if (line.substr(0, 13) == R"({"orgpatchd":)") return;  // a continuation header (SIGHUP)
+    // `key` comes first and is a JSON string: `,"line":` cannot occur before its end.
+    static constexpr std::string_view k_line = R"(,"line":)";
+    const auto at = line.find(k_line);
+    std::uint64_t job_line = 0;
+    if (at == std::string_view::npos ||
+        std::from_chars(line.data() + at + k_line.size(), line.data() + line.size(), job_line).ec != std::errc{})
+      throw std::runtime_error(fmt::format("{}:{}: not a result line", path, line_no));
+    const std::uint64_t word = job_line / 64;
+    if (word >= log.finished_lines.size()) log.finished_lines.resize(std::max<std::size_t>(word + 1, log.finished_lines.size() * 2));
+    log.finished_lines[word] |= std::uint64_t{1} << (job_line % 64);
+    ++log.finished;
+    static constexpr std::string_view k_outcome = R"(,"outcome":")";
+    const auto o = line.find(k_outcome, at);
+    const std::string_view rest = o == std::string_view::npos ? std::string_view() : line.substr(o + k_outcome.size());
+    if (rest.substr(0, 3) == "ok\"") ++log.ok;
+    else if (rest.substr(0, 7) == "failed\"") ++log.failed;
+    else if (rest.substr(0, 10) == "exhausted\"") ++log.exhausted;
+    else if (rest.substr(0, 8) == "invalid\"") ++log.invalid;
+  };
+  for (;;) {
+    const ssize_t n = ::read(fd, block.data(), block.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("cannot read", path, errno);
+    if (n == 0) break;
+    std::string_view data(block.data(), static_cast<std::size_t>(n));
+    while (!data.empty()) {
+      const auto nl = data.find('\n');
+      if (nl == std::string_view::npos) {
+        carry.append(data);
+        break;
+      }
+      if (carry.empty()) {
+        handle(data.substr(0, nl));
+      } else {
+        carry.append(data.substr(0, nl));
+        handle(carry);
+        carry.clear();
+      }
+      data.remove_prefix(nl + 1);
+      complete_end = offset + static_cast<std::uint64_t>(n) - data.size();
+    }
+    offset += static_cast<std::uint64_t>(n);
+  }
+  if (line_no == 0) throw std::runtime_error(fmt::format("{}: empty results log (no header line)", path));
+  if (!carry.empty()) {
+    // A line cut off by a crash in the middle of a write: not a result.
+    log.repaired_bytes = carry.size();
+    if (repair && ::ftruncate(fd, static_cast<off_t>(complete_end)) != 0)
+      throw_errno("cannot repair (truncate) the torn last line of", path, errno);
+  }
+  return log;
+}
 
 }  // namespace orgpatch

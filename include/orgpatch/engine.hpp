@@ -16,7 +16,9 @@ struct run_options {
   std::string input;   ///< a path, or "-" for standard input
   config cfg;          ///< flags already applied
   std::string token;   ///< checked by check_token; never logged
-  bool handle_signals = true;  ///< SIGINT/SIGTERM stop the run gracefully
+  bool handle_signals = true;  ///< SIGINT/SIGTERM stop the run gracefully; SIGHUP reopens the outputs
+  bool resume = false;         ///< --resume: a results file to continue must exist
+  bool force = false;          ///< --force: start a new run, moving old outputs aside
 };
 
 struct run_report {

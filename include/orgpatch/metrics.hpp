@@ -57,6 +57,8 @@ struct summary_context {
   std::uint64_t connections_opened = 0;
   std::string stopped_reason;  ///< empty when the run finished
   std::uint64_t unfinished = 0;  ///< jobs read that got no line (stopped: run again)
+  std::uint64_t resumed = 0;         ///< jobs finished by earlier runs of a resumed run
+  std::uint64_t resumed_not_ok = 0;  ///< of which not ok
 };
 
 /// The one-screen summary for people.

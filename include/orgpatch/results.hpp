@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace orgpatch {
 
@@ -45,6 +46,9 @@ struct job_result {
 
 enum class fsync_mode { none, interval, always };
 
+/// How a results_sink opens its files: a new run, or the same run resumed.
+enum class sink_open { create, resume };
+
 /// Identity of a run, written as the first line of the results log.
 struct run_header {
   std::string version;
@@ -69,6 +73,10 @@ class results_sink {
   results_sink(std::string results_path, std::string dead_letter_path, fsync_mode mode,
                const run_header& header);
   ~results_sink();  ///< flushes
+  /// `sink_open::resume`: both files are appended to (a header is written only
+  /// when the results log is empty) and no dead-letter file is removed.
+  results_sink(std::string results_path, std::string dead_letter_path, fsync_mode mode,
+               const run_header& header, sink_open how);
   results_sink(const results_sink&) = delete;
   results_sink& operator=(const results_sink&) = delete;
 
@@ -90,6 +98,11 @@ class results_sink {
   /// write the bytes not yet written stay pending.
   void flush();
 
+  /// Flushes, closes and opens both files again by path (appending), for
+  /// logrotate on SIGHUP: a results log that is new starts with a continuation
+  /// header (the same run id and input fingerprint). Throws std::runtime_error.
+  void reopen();
+
   /// True when lines are waiting for `flush`.
   bool pending() const noexcept;
 
@@ -107,6 +120,28 @@ class results_sink {
   struct impl;
   std::unique_ptr<impl> impl_;
 };
+
+/// What a results log says of a run, read back to resume it.
+struct results_log {
+  run_header header;                   ///< from its first line
+  std::uint64_t finished = 0;          ///< result lines (one per finished job)
+  std::uint64_t ok = 0, failed = 0, exhausted = 0, invalid = 0;
+  std::uint64_t repaired_bytes = 0;    ///< a torn last line cut off
+  std::vector<std::uint64_t> finished_lines;  ///< bitmap: bit L set when input line L has a result
+
+  bool has(std::uint64_t line) const noexcept {
+    const std::uint64_t word = line / 64;
+    return word < finished_lines.size() && (finished_lines[word] >> (line % 64) & 1) != 0;
+  }
+};
+
+/// Reads a results log to resume its run: the header line, then which input
+/// lines already have their result (a bitmap: 1 bit per input line, so 10 M
+/// finished jobs take 1.25 MB). A last line without its newline (a crash in the
+/// middle of a write) is cut off the file when `repair` is true. Throws
+/// std::runtime_error naming the file and line for an unreadable log or a first
+/// line that is not a header.
+results_log read_results_log(const std::string& path, bool repair);
 
 /// Appends `s` to `out` as a JSON string literal (quotes included), escaping per
 /// RFC 8259; invalid UTF-8 bytes become U+FFFD.

@@ -23,13 +23,21 @@ constexpr std::string_view k_model = "user-directory";
 constexpr std::string_view k_resource = "organizations";
 constexpr std::string_view k_unified_prefix = "/unified/";
 
-/// One organization as the remote API (Juniper Mist) keeps it.
+/// One organization as the remote API (Juniper Mist) keeps it, and what it was sent.
+/// An entry may only count requests (none applied, no 422 yet): it does not exist
+/// for GET, organization_json() or `stats::organizations` until created.
 struct organization {
   std::string name;
   std::int64_t created_ms = 0;
   std::int64_t updated_ms = 0;
-  std::string remote;  ///< the Mist object as JSON text (compact: the store may hold millions)
+  std::string remote;  ///< the Mist object as JSON text (compact: the store may hold millions); empty: not created
   std::uint64_t applies = 0;
+  std::uint64_t requests = 0;  ///< PATCH requests counted (org_counts in api.hpp)
+  /// The distinct Idempotency-Key values seen ("" for none), at most
+  /// k_max_idempotency_keys_per_org; later new ones are not kept.
+  std::vector<std::string> idempotency_keys;
+
+  bool exists() const noexcept { return !remote.empty(); }
 };
 
 /// A 2xx answer kept for Idempotency-Key replays (compact: there may be millions).
@@ -207,8 +215,8 @@ std::optional<response> build_remote_update(const json::object& body, json::obje
   return std::nullopt;
 }
 
-organization new_organization(std::string_view id, std::int64_t now_ms) {
-  organization org;
+/// Creates the organization in `org` (whose counters are kept) as first touched now.
+void create_organization(organization& org, std::string_view id, std::int64_t now_ms) {
   org.name = "Organization " + std::string(id.substr(0, 8));
   org.created_ms = now_ms;
   org.updated_ms = now_ms;
@@ -224,6 +232,18 @@ organization new_organization(std::string_view id, std::int64_t now_ms) {
   remote["created_time"] = now_s;
   remote["modified_time"] = now_s;
   org.remote = serialize_object(remote);
+}
+
+/// Counts one PATCH request for the organization `key` (an entry that only counts if
+/// it was never created) and returns it. Call with the shard's mutex held.
+organization& count_request(std::unordered_map<std::string, organization>& orgs, const std::string& key,
+                            std::optional<std::string_view> idempotency_key) {
+  organization& org = orgs.try_emplace(key).first->second;
+  ++org.requests;
+  const std::string_view k = idempotency_key.value_or(std::string_view{});
+  if (org.idempotency_keys.size() < k_max_idempotency_keys_per_org &&
+      std::find(org.idempotency_keys.begin(), org.idempotency_keys.end(), k) == org.idempotency_keys.end())
+    org.idempotency_keys.emplace_back(k);
   return org;
 }
 
@@ -484,7 +504,8 @@ response api::handle_organization(const request& req, std::string_view path, std
     if (auto limited = remote_gate(token, q.account, now, limit_headers)) return std::move(*limited);
     std::lock_guard lock(s.mutex);
     const auto it = s.orgs.find(key);
-    if (it == s.orgs.end()) return with_limit_headers(remote_error(404, "Organization not found"));
+    if (it == s.orgs.end() || !it->second.exists())
+      return with_limit_headers(remote_error(404, "Organization not found"));
     return with_limit_headers(organization_response(*id, it->second, q));
   }
 
@@ -499,6 +520,10 @@ response api::handle_organization(const request& req, std::string_view path, std
   if (!invalid) {
     plan = draw_faults(req.connection_request);
     if (auto faulted = pre_apply_fault(plan, q.account, now)) {
+      {
+        std::lock_guard lock(s.mutex);
+        count_request(s.orgs, key, req.idempotency_key);
+      }
       post_apply_faults(plan, *faulted);
       return std::move(*faulted);
     }
@@ -513,6 +538,7 @@ response api::handle_organization(const request& req, std::string_view path, std
   const std::int64_t now_ms = to_unix_ms(now);
 
   std::lock_guard lock(s.mutex);
+  organization& org = count_request(s.orgs, key, req.idempotency_key);
   if (!answer_key.empty()) {
     if (const auto it = s.answers.find(answer_key); it != s.answers.end()) {
       // Truto answers a replay itself: the remote API (and its limit) is not involved.
@@ -529,13 +555,12 @@ response api::handle_organization(const request& req, std::string_view path, std
   // The limiter's mutex nests inside the shard's, never the other way round.
   if (auto limited = remote_gate(token, q.account, now, limit_headers)) return std::move(*limited);
   // Every UUID organization exists: created when first touched.
-  auto [it, inserted] = s.orgs.try_emplace(key);
-  if (inserted) it->second = new_organization(*id, now_ms);
+  if (!org.exists()) create_organization(org, *id, now_ms);
   if (invalid) return with_limit_headers(std::move(*invalid));  // failed answers are not stored
 
-  apply_update(it->second, update, now_ms);
+  apply_update(org, update, now_ms);
   applied_.fetch_add(1, std::memory_order_relaxed);
-  response res = organization_response(*id, it->second, q);
+  response res = organization_response(*id, org, q);
 
   const std::size_t cap = (options_.idempotency_max_keys + k_shards - 1) / k_shards;
   if (!answer_key.empty() && cap > 0) {
@@ -572,10 +597,15 @@ stats api::snapshot(bool with_applies) const {
     st.faults[std::string(fault_name(static_cast<fault_counter>(i)))] = faults_[i].load(std::memory_order_relaxed);
   for (const auto& s : shards_) {
     std::lock_guard lock(s->mutex);
-    st.organizations += s->orgs.size();
     for (const auto& [key, org] : s->orgs) {
+      if (org.exists()) ++st.organizations;
+      const org_counts counts{org.requests, org.idempotency_keys.size()};
       st.max_applies_per_org = std::max(st.max_applies_per_org, org.applies);
-      if (with_applies && org.applies > 0) st.applies.emplace(key, org.applies);
+      st.max_requests_per_org = std::max(st.max_requests_per_org, counts.requests);
+      st.max_idempotency_keys_per_org = std::max(st.max_idempotency_keys_per_org, counts.idempotency_keys);
+      if (!with_applies) continue;
+      if (org.applies > 0) st.applies.emplace(key, org.applies);
+      if (counts.requests > 0) st.per_org.emplace(key, counts);
     }
   }
   return st;
@@ -593,6 +623,8 @@ std::string api::stats_json(bool with_applies) const {
   o["replays"] = st.replays;
   o["organizations"] = st.organizations;
   o["max_applies_per_org"] = st.max_applies_per_org;
+  o["max_requests_per_org"] = st.max_requests_per_org;
+  o["max_idempotency_keys_per_org"] = st.max_idempotency_keys_per_org;
   o["dropped"] = st.dropped;
   o["rate_limited"] = {{"token", st.rate_limited.token},
                        {"account", st.rate_limited.account},
@@ -609,6 +641,11 @@ std::string api::stats_json(bool with_applies) const {
     applies.reserve(st.applies.size());
     for (const auto& [key, n] : st.applies) applies[key] = n;
     o["applies"] = std::move(applies);
+    json::object per_org;
+    per_org.reserve(st.per_org.size());
+    for (const auto& [key, counts] : st.per_org)
+      per_org[key] = {{"requests", counts.requests}, {"idempotency_keys", counts.idempotency_keys}};
+    o["per_org"] = std::move(per_org);
   }
   return serialize_object(o);
 }
@@ -618,7 +655,7 @@ std::optional<std::string> api::organization_json(std::string_view integrated_ac
   shard& s = shard_for(integrated_account_id);
   std::lock_guard lock(s.mutex);
   const auto it = s.orgs.find(org_key(integrated_account_id, id));
-  if (it == s.orgs.end()) return std::nullopt;
+  if (it == s.orgs.end() || !it->second.exists()) return std::nullopt;
   return organization_response(id, it->second, org_query{}).body;
 }
 

@@ -73,6 +73,25 @@ struct api_options {
   fault_options faults;
 };
 
+/// The most distinct Idempotency-Key values remembered per organization: its
+/// `org_counts::idempotency_keys` is exact up to this and stays at it past it.
+inline constexpr std::size_t k_max_idempotency_keys_per_org = 8;
+
+/// What one organization was sent (`stats::per_org`). Counted: every PATCH request
+/// for a UUID organization that passed Truto's checks (token, query, Truto's limits,
+/// Idempotency-Key syntax, Content-Type, a JSON object body with a valid
+/// `remote_data`), however it was then answered: applied, replayed for its
+/// Idempotency-Key, a remote 422, a remote-limit 429, or a fault (status faults,
+/// reset_before and stall included). Not counted: GET, and requests answered before
+/// that (401, 400, 415, Truto-limit 429s), or for a non-UUID id (remote 404).
+struct org_counts {
+  std::uint64_t requests = 0;          ///< PATCH requests counted as above
+  /// Distinct Idempotency-Key values among them (a request without the header counts
+  /// as the key ""); exact up to k_max_idempotency_keys_per_org, then stays at it.
+  std::uint64_t idempotency_keys = 0;
+  bool operator==(const org_counts&) const = default;
+};
+
 /// A copy of the counters (`GET /_emulator/stats`).
 struct stats {
   std::uint64_t requests = 0;                     ///< answers given, `/_emulator/*` excluded
@@ -83,6 +102,11 @@ struct stats {
   std::uint64_t organizations = 0;                ///< organizations in the store
   std::uint64_t max_applies_per_org = 0;          ///< the most updates one organization received
   std::map<std::string, std::uint64_t> applies;   ///< "<account>/<id>" -> updates applied (>= 1 only)
+  std::uint64_t max_requests_per_org = 0;          ///< the most PATCH requests one organization received
+  std::uint64_t max_idempotency_keys_per_org = 0;  ///< the most distinct Idempotency-Keys one organization saw
+  /// "<account>/<id>" -> what it was sent (see org_counts), for every organization
+  /// that received a counted request (also those never applied).
+  std::map<std::string, org_counts> per_org;
   std::uint64_t dropped = 0;  ///< requests read but never answered (reset_before, stall faults)
 
   /// 429 answers by why they were given.
@@ -133,7 +157,9 @@ std::string iso8601_ms(std::int64_t unix_ms);
 /// (400), Truto's limits (429, per token then per account), body (400, 415), the
 /// organization id (remote 404), faults, idempotent replay, the remote limit
 /// (remote 429), remote validation (remote 422), apply. Requests answered before the
-/// limits are not counted in their windows; nor are the ones they reject.
+/// limits are not counted in their windows; nor are the ones they reject. Every PATCH
+/// that gets past the organization id is counted for its organization (org_counts),
+/// whichever of the later steps answers it.
 class api {
  public:
   using clock = std::chrono::system_clock;
@@ -154,7 +180,7 @@ class api {
   /// Counts one accepted connection.
   void count_connection() noexcept;
 
-  /// A copy of the counters; `with_applies` = false leaves `applies` empty.
+  /// A copy of the counters; `with_applies` = false leaves `applies` and `per_org` empty.
   stats snapshot(bool with_applies = true) const;
   /// The stats as the JSON text `GET /_emulator/stats` answers.
   std::string stats_json(bool with_applies = true) const;

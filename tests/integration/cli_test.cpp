@@ -104,8 +104,7 @@ TEST(CliTest, UsageErrorsAreClearAndExitOne) {
   const std::vector<expectation> cases = {
       {{"run"}, "which job file"},
       {{"run", "x.jsonl", "--token", "abc"}, "never taken on the command line"},
-      {{"run", "x.jsonl", "--resume"}, "not available yet"},
-      {{"run", "x.jsonl", "--force"}, "not available yet"},
+      {{"run", "x.jsonl", "--resume", "--force"}, "contradict"},
       {{"run", "x.jsonl", "--dry-run"}, "not available yet"},
       {{"run", "x.jsonl", "--connections", "0"}, "--connections"},
       {{"run", "x.jsonl", "--rate", "fast"}, "--rate"},

@@ -346,6 +346,80 @@ TEST(EmulatorTest, IdempotencyKeyReplaysWithoutApplyingAgain) {
   EXPECT_EQ(st.replays, 1u);
 }
 
+TEST(EmulatorTest, PerOrganizationRequestAndKeyCounts) {
+  server srv(plain_options());
+  srv.start();
+  client c(srv.port());
+  const std::string org = std::string(k_account) + "/" + std::string(k_org);
+  const std::string org2 = std::string(k_account) + "/" + std::string(k_org2);
+  EXPECT_EQ(patch(c, org_target(k_org), R"({"name":"A"})", {{"Idempotency-Key", "job-1"}}).status, 200u);
+  EXPECT_EQ(patch(c, org_target(k_org), R"({"name":"A"})", {{"Idempotency-Key", "job-1"}}).header("Idempotent-Replayed"),
+            "true");
+  stats st = srv.stats_snapshot();
+  EXPECT_EQ(st.per_org.at(org), (org_counts{.requests = 2, .idempotency_keys = 1}));
+  EXPECT_EQ(st.replays, 1u);
+  EXPECT_EQ(st.applies.at(org), 1u);
+
+  EXPECT_EQ(patch(c, org_target(k_org), R"({"name":"B"})", {{"Idempotency-Key", "job-2"}}).status, 200u);
+  st = srv.stats_snapshot();
+  EXPECT_EQ(st.per_org.at(org), (org_counts{.requests = 3, .idempotency_keys = 2}));
+  EXPECT_EQ(st.max_requests_per_org, 3u);
+  EXPECT_EQ(st.max_idempotency_keys_per_org, 2u);
+
+  // Without the header the key is "": one more distinct key, however often sent.
+  // A remote 422 is counted; a 400 (remote_data not an object), a GET and a
+  // non-UUID id are not.
+  EXPECT_EQ(patch(c, org_target(k_org2), R"({"name":"C"})").status, 200u);
+  EXPECT_EQ(patch(c, org_target(k_org2), R"({"name":""})").status, 422u);
+  EXPECT_EQ(patch(c, org_target(k_org2), R"({"remote_data":1})").status, 400u);
+  EXPECT_EQ(get(c, org_target(k_org2)).status, 200u);
+  EXPECT_EQ(patch(c, org_target("not-a-uuid"), "{}").status, 404u);
+  st = srv.stats_snapshot();
+  EXPECT_EQ(st.per_org.at(org2), (org_counts{.requests = 2, .idempotency_keys = 1}));
+  EXPECT_EQ(st.per_org.size(), 2u);
+
+  const json::value v = c.send(http::verb::get, "/_emulator/stats").json();
+  json::object per_org;
+  per_org[org] = {{"requests", 3}, {"idempotency_keys", 2}};
+  per_org[org2] = {{"requests", 2}, {"idempotency_keys", 1}};
+  EXPECT_EQ(v.at("per_org"), json::value(per_org));
+  EXPECT_EQ(v.at("max_requests_per_org").to_number<int>(), 3);
+  EXPECT_EQ(v.at("max_idempotency_keys_per_org").to_number<int>(), 2);
+  EXPECT_TRUE(srv.stats_snapshot(false).per_org.empty());
+
+  // The distinct count is exact up to the cap, then stays at it.
+  for (int i = 0; i < 12; ++i)
+    patch(c, org_target(k_org), R"({"name":"D"})", {{"Idempotency-Key", "many-" + std::to_string(i)}});
+  st = srv.stats_snapshot();
+  EXPECT_EQ(st.per_org.at(org), (org_counts{.requests = 15, .idempotency_keys = k_max_idempotency_keys_per_org}));
+}
+
+TEST(EmulatorTest, PerOrganizationCountsIncludeFaultedRequests) {
+  api_options o;
+  o.faults.status_500 = 1;
+  api a(o);
+  const auto now = api::clock::now();
+  const std::string target = org_target(k_org);
+  request req;
+  req.method = "PATCH";
+  req.target = target;
+  req.authorization = "Bearer t";
+  req.content_type = "application/json";
+  req.idempotency_key = "k";
+  req.body = "{}";
+  EXPECT_EQ(a.handle(req, now).status, 500u);
+  EXPECT_EQ(a.handle(req, now).status, 500u);
+  const stats st = a.snapshot();
+  EXPECT_EQ(st.per_org.at(std::string(k_account) + "/" + std::string(k_org)),
+            (org_counts{.requests = 2, .idempotency_keys = 1}));
+  // Counted, yet the organization was never created.
+  EXPECT_EQ(st.organizations, 0u);
+  EXPECT_TRUE(st.applies.empty());
+  EXPECT_FALSE(a.organization_json(k_account, k_org).has_value());
+  req.method = "GET";
+  EXPECT_EQ(a.handle(req, now).status, 404u);
+}
+
 TEST(EmulatorTest, FailedAnswerIsNotStored) {
   server srv(plain_options());
   srv.start();
@@ -409,7 +483,8 @@ TEST(EmulatorTest, StatsAndReset) {
   ASSERT_EQ(r.status, 200u);
   const json::value st = r.json();
   EXPECT_EQ(keys_of(st), (std::set<std::string>{"requests", "by_status", "connections", "applied", "replays",
-                                                "organizations", "max_applies_per_org", "applies", "dropped",
+                                                "organizations", "max_applies_per_org", "max_requests_per_org",
+                                                "max_idempotency_keys_per_org", "applies", "per_org", "dropped",
                                                 "rate_limited", "over_limit", "early_retries", "early_retries_by",
                                                 "faults"}));
   EXPECT_EQ(st.at("requests").to_number<int>(), 4);
@@ -426,6 +501,9 @@ TEST(EmulatorTest, StatsAndReset) {
 
   r = c.send(http::verb::get, "/_emulator/stats?summary=1");
   EXPECT_FALSE(r.json().as_object().contains("applies"));
+  EXPECT_FALSE(r.json().as_object().contains("per_org"));
+  EXPECT_EQ(r.json().at("max_requests_per_org").to_number<int>(), 2);
+  EXPECT_EQ(r.json().at("max_idempotency_keys_per_org").to_number<int>(), 1);
   EXPECT_EQ(r.json().at("requests").to_number<int>(), 4) << "stats requests are not counted";
 
   EXPECT_EQ(c.send(http::verb::get, "/_emulator/reset").status, 405u);
@@ -434,7 +512,8 @@ TEST(EmulatorTest, StatsAndReset) {
   EXPECT_EQ(r.json(), json::parse(R"({"reset":true})"));
   EXPECT_EQ(c.send(http::verb::get, "/_emulator/stats").json(),
             json::parse(R"({"requests":0,"by_status":{},"connections":0,"applied":0,"replays":0,
-                            "organizations":0,"max_applies_per_org":0,"applies":{},"dropped":0,
+                            "organizations":0,"max_applies_per_org":0,"max_requests_per_org":0,
+                            "max_idempotency_keys_per_org":0,"applies":{},"per_org":{},"dropped":0,
                             "rate_limited":{"token":0,"account":0,"remote":0,"fault":0},"over_limit":0,
                             "early_retries":0,"early_retries_by":{"token":0,"account":0},
                             "faults":{"chunked":0,"close_after":0,"invalid_json":0,"latency":0,

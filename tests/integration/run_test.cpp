@@ -327,7 +327,7 @@ TEST(RunTest, DerivedIdempotencyKeyIsStablePerJobWithinARun) {
   EXPECT_EQ(keys.size(), 3u);
 }
 
-TEST(RunTest, RefusesToOverwriteAResultsFileOrTheInput) {
+TEST(RunTest, RefusesAResultsFileOfAnotherKindOrTheInputAsOutput) {
   temp_dir dir;
   const std::string input = dir.file("j.jsonl");
   write_file(input, test::generate_jobs(1, 1)[0].line + "\n");
@@ -336,12 +336,18 @@ TEST(RunTest, RefusesToOverwriteAResultsFileOrTheInput) {
   o.cfg.tls.ca_file.reset();
   run_report report = run_batch(o);
   EXPECT_EQ(report.exit_code, 1);
-  EXPECT_NE(report.fatal_error.find("already exists"), std::string::npos);
+  EXPECT_NE(report.fatal_error.find("not an orgpatchd results log"), std::string::npos) << report.fatal_error;
   EXPECT_EQ(test::read_file(dir.file("j.results.jsonl")), "{}\n");
   o.cfg.output.results = input;
   report = run_batch(o);
   EXPECT_EQ(report.exit_code, 1);
   EXPECT_NE(report.fatal_error.find("must not be the input"), std::string::npos);
+  // The same file spelled two ways is caught before anything is created.
+  o.cfg.output.results = dir.file("out.jsonl");
+  o.cfg.output.dead_letter = (dir.path() / "." / "out.jsonl").string();
+  report = run_batch(o);
+  EXPECT_EQ(report.exit_code, 1);
+  EXPECT_NE(report.fatal_error.find("must differ"), std::string::npos) << report.fatal_error;
 }
 
 }  // namespace
