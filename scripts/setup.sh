@@ -12,6 +12,7 @@ packages=(
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev
   libssl-dev libsimdjson-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev
+  libhiredis-dev redis-server libsystemd-dev systemd
 )
 
 missing=()

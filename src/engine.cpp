@@ -29,6 +29,7 @@
 #include <cstring>
 #include <ctime>
 #include <deque>
+#include <functional>
 #include <filesystem>
 #include <random>
 #include <unordered_map>
@@ -121,8 +122,8 @@ bool non_empty_file_exists(const std::string& path) {
 /// retries back to the scheduler. One thread, no locks.
 class batch {
  public:
-  batch(const run_options& o, run_report& report, file_source& source, results_sink& sink, std::string run_id,
-        const results_log* earlier)
+  batch(net::io_context& io, const run_options& o, run_report& report, file_source& source, results_sink& sink,
+        std::string run_id, const results_log* earlier)
       : opt_(o),
         earlier_(earlier),
         cfg_(o.cfg),
@@ -130,6 +131,7 @@ class batch {
         source_(source),
         sink_(sink),
         run_id_(std::move(run_id)),
+        io_(io),
         endpoint_(make_endpoint(cfg_.api)),
         common_headers_(common_headers(endpoint_, o.token)),
         pool_(io_.get_executor(), pool_params{endpoint_, cfg_.tls.verify, cfg_.tls.ca_file, cfg_.http.connections,
@@ -149,8 +151,11 @@ class batch {
         wakeup_(io_),
         rng_(std::random_device{}()) {}
 
-  void run() {
-    const auto started = clock_type::now();
+  /// Starts the run on the io_context; `on_done` is posted when it is over
+  /// (then call finish()).
+  void start(std::function<void()> on_done) {
+    on_done_ = std::move(on_done);
+    started_ = clock_type::now();
     if (opt_.handle_signals) {
       signals_.add(SIGINT);
       signals_.add(SIGTERM);
@@ -170,7 +175,10 @@ class batch {
       maybe_all_done();
     });
     if (!source_.seekable()) source_.make_nonblocking();
-    io_.run();
+  }
+
+  /// After the run is over: the last lines out, the exit code and the summary.
+  void finish() {
     try {
       sink_.flush();
     } catch (const std::exception& e) {
@@ -178,9 +186,22 @@ class batch {
     }
     set_exit_code();
     report_.summary.unfinished = jobs_read_ - report_.metrics.jobs();
-    report_.summary.elapsed_s = std::chrono::duration<double>(clock_type::now() - started).count();
+    report_.summary.elapsed_s = std::chrono::duration<double>(clock_type::now() - started_).count();
     report_.summary.connections_opened = pool_.connections_opened();
     report_.summary.dead_letters = sink_.dead_letters();
+  }
+
+  /// Stops the run: take no more jobs and let those in flight finish (`hard`
+  /// false), or abort them (they get no line). Call on the io_context's thread.
+  void stop(bool hard) {
+    if (hard) {
+      hard_stop();
+      return;
+    }
+    if (stopping_) return;
+    stopping_ = true;
+    report_.summary.stopped_reason = "stopped";
+    notify();
   }
 
  private:
@@ -617,6 +638,7 @@ class batch {
     sync_timer_.cancel();
     wakeup_.cancel();
     if (input_desc_) input_desc_->cancel();
+    if (on_done_) net::post(io_, std::move(on_done_));
   }
 
   void set_exit_code() {
@@ -645,7 +667,9 @@ class batch {
   file_source& source_;
   results_sink& sink_;
   std::string run_id_;
-  net::io_context io_{1};
+  net::io_context& io_;
+  std::function<void()> on_done_;
+  clock_type::time_point started_{};
   endpoint endpoint_;
   std::string common_headers_;
   connection_pool pool_;
@@ -700,70 +724,139 @@ void move_aside(const std::string& path) {
 
 }  // namespace
 
-run_report run_batch(const run_options& o) {
+struct run_session::impl {
+  run_options options;
   run_report report;
+  std::optional<results_log> earlier;
+  std::unique_ptr<file_source> source;
+  std::unique_ptr<results_sink> sink;
+  std::unique_ptr<batch> b;
+  bool finished = false;
+};
+
+run_session::run_session(net::io_context& io, run_options options) : impl_(std::make_unique<impl>()) {
+  impl_->options = std::move(options);
+  const run_options& o = impl_->options;
+  run_report& report = impl_->report;
   auto fail = [&](std::string message) {
     report.exit_code = 1;
     report.fatal_error = std::move(message);
-    return std::move(report);
   };
   try {
     validate_config(o.cfg);
-    if (auto why = check_token(o.token); !why.empty()) return fail(why);
+    if (auto why = check_token(o.token); !why.empty()) {
+      fail(why);
+      return;
+    }
     const std::string results = o.cfg.output.results.value_or(default_results_path(o.input));
     const std::string dead = o.cfg.output.dead_letter.value_or(default_dead_letter_path(o.input));
     report.summary.results_path = results;
     report.summary.dead_letter_path = dead;
     if (o.input != "-" && (same_file(results, o.input) || same_file(dead, o.input)))
-      return fail(fmt::format("{}: an output file must not be the input file", o.input));
-    if (same_file(results, dead)) return fail("the results file and the dead-letter file must differ");
+      {
+      fail(fmt::format("{}: an output file must not be the input file", o.input));
+      return;
+    }
+    if (same_file(results, dead)) {
+      fail("the results file and the dead-letter file must differ");
+      return;
+    }
     const auto fp = fingerprint(o.input);
 
     // The results log is the run's journal: the same command again continues
     // the run it holds; a different input, or standard input, needs --force.
-    std::optional<results_log> earlier;
+    auto& earlier = impl_->earlier;
     if (non_empty_file_exists(results)) {
       if (o.force) {
         move_aside(results);
         move_aside(dead);
       } else if (o.input == "-") {
-        return fail(fmt::format("{}: results file already exists, and a run from standard input cannot be "
-                                "resumed; pass --force to start a new run (the old file is moved aside) or "
-                                "--results for another file",
-                                results));
+        fail(fmt::format("{}: results file already exists, and a run from standard input cannot be "
+                         "resumed; pass --force to start a new run (the old file is moved aside) or "
+                         "--results for another file",
+                         results));
+        return;
       } else {
         earlier = read_results_log(results, true);
         const auto& h = earlier->header;
         if (h.input_size != fp.size || h.input_sha256 != fp.sha256)
-          return fail(fmt::format(
+        {
+          fail(fmt::format(
               "{}: the input changed since the run in {} began (size {} → {}, sha256 {} → {}); pass --force to "
               "start a new run (the old results are moved aside)",
               o.input, results, h.input_size, fp.size, h.input_sha256.empty() ? "none" : h.input_sha256.substr(0, 12),
               fp.sha256.substr(0, 12)));
+          return;
+        }
         if (earlier->repaired_bytes > 0)
           spdlog::warn("{}: cut off a torn last line ({} bytes) left by a crash", results, earlier->repaired_bytes);
       }
     } else if (o.resume) {
-      return fail(fmt::format("{}: nothing to resume (no results file)", results));
+      fail(fmt::format("{}: nothing to resume (no results file)", results));
+      return;
     }
 
-    file_source source(o.input, job_parse_options{o.cfg.api.default_integrated_account_id, &o.cfg.api.default_query},
-                       o.cfg.input.max_line_bytes);
+    impl_->source = std::make_unique<file_source>(
+        o.input, job_parse_options{o.cfg.api.default_integrated_account_id, &o.cfg.api.default_query},
+        o.cfg.input.max_line_bytes);
     report.run_id = earlier ? earlier->header.run_id : random_run_id();
     run_header header{ORGPATCH_VERSION, report.run_id, o.input, fp.size, fp.sha256, std::chrono::system_clock::now()};
-    results_sink sink(results, dead, o.cfg.output.fsync, header, earlier ? sink_open::resume : sink_open::create);
+    impl_->sink = std::make_unique<results_sink>(results, dead, o.cfg.output.fsync, header,
+                                                 earlier ? sink_open::resume : sink_open::create);
     if (earlier) {
       report.summary.resumed = earlier->finished;
       report.summary.resumed_not_ok = earlier->finished - earlier->ok;
       spdlog::info("{}: resuming run {}: {} jobs finished before ({} not ok)", results, report.run_id,
                    earlier->finished, report.summary.resumed_not_ok);
     }
-    batch b(o, report, source, sink, report.run_id, earlier ? &*earlier : nullptr);
-    b.run();
+    impl_->b = std::make_unique<batch>(io, o, report, *impl_->source, *impl_->sink, report.run_id,
+                                       earlier ? &*earlier : nullptr);
   } catch (const std::exception& e) {
-    return fail(e.what());
+    impl_->b.reset();
+    impl_->sink.reset();
+    {
+      fail(e.what());
+      return;
+    }
   }
-  return report;
+}
+
+run_session::~run_session() = default;
+
+void run_session::start(std::function<void()> on_done) {
+  if (!impl_->b) {
+    if (on_done) on_done();
+    return;
+  }
+  try {
+    impl_->b->start([this, on_done = std::move(on_done)] {
+      if (!impl_->finished) {
+        impl_->finished = true;
+        impl_->b->finish();
+      }
+      if (on_done) on_done();
+    });
+  } catch (const std::exception& e) {
+    impl_->report.exit_code = 1;
+    impl_->report.fatal_error = e.what();
+    if (on_done) on_done();
+  }
+}
+
+void run_session::stop(bool hard) {
+  if (impl_->b) impl_->b->stop(hard);
+}
+
+const run_report& run_session::report() const noexcept { return impl_->report; }
+
+run_report run_session::take_report() noexcept { return std::move(impl_->report); }
+
+run_report run_batch(const run_options& o) {
+  net::io_context io{1};
+  run_session session(io, o);
+  session.start({});
+  io.run();
+  return session.take_report();
 }
 
 }  // namespace orgpatch

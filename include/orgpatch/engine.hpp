@@ -7,8 +7,14 @@
 #include "orgpatch/config.hpp"
 #include "orgpatch/metrics.hpp"
 
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+
+namespace boost::asio {
+class io_context;
+}
 
 namespace orgpatch {
 
@@ -33,7 +39,36 @@ struct run_report {
 std::string default_results_path(const std::string& input);
 std::string default_dead_letter_path(const std::string& input);
 
-/// Runs the whole batch. Problems that stop the run before or during it (an
+/// One run of a job file on an io_context that the caller runs (the daemon's):
+/// the checks, the fingerprint and resume of `run_batch`, then the batch.
+/// Not thread-safe: use it on the io_context's thread.
+class run_session {
+ public:
+  /// Prepares the run (never throws): when it cannot run, report().exit_code is
+  /// 1 and report().fatal_error says why, and start() only calls `on_done`.
+  run_session(boost::asio::io_context& io, run_options options);
+  ~run_session();
+  run_session(const run_session&) = delete;
+  run_session& operator=(const run_session&) = delete;
+
+  /// Starts it; `on_done` is called on the io_context when it is over and its
+  /// report is final.
+  void start(std::function<void()> on_done);
+
+  /// Take no more jobs and let those in flight finish (`hard` false), or abort
+  /// them (they get no line; the file can be resumed).
+  void stop(bool hard);
+
+  const run_report& report() const noexcept;
+  /// The report, moved out (after the run).
+  run_report take_report() noexcept;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// Runs the whole batch on an io_context of its own, on the calling thread. Problems that stop the run before or during it (an
 /// unreadable input, an output path equal to the input, a refused token, a TLS
 /// verification failure) give exit code 1 and `fatal_error`; it never throws.
 run_report run_batch(const run_options& options);
