@@ -1,11 +1,13 @@
 // orgpatchd: parses the command line and dispatches; the work is in the engine.
 #include "orgpatch/config.hpp"
+#include "orgpatch/daemon.hpp"
 #include "orgpatch/engine.hpp"
 #include "orgpatch/request.hpp"
 #include "orgpatch/sources/file_source.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/systemd_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <sys/stat.h>
@@ -27,8 +29,9 @@ constexpr const char* k_usage = R"(orgpatchd — apply bulk updates to organizat
 usage:
   orgpatchd run FILE|- [options]   run a job file (JSON Lines), print a summary
   orgpatchd validate FILE|-        check every line of a job file without sending
-  orgpatchd serve [--config F]     run as a service (not available yet)
-  orgpatchd submit FILE            queue a job file for the service (not available yet)
+  orgpatchd serve [--config F]     run as a service: job files dropped into the spool
+                                   directory (serve.spool_dir) are run, then moved to done/
+  orgpatchd submit FILE [--config F]   queue a job file into the service's spool
   orgpatchd --version | --help
 
 run options:
@@ -103,9 +106,16 @@ std::string load_token(const std::optional<std::string>& flag_file, const config
       "systemd credential truto-token");
 }
 
-void setup_logging(const std::string& level) {
-  auto logger = spdlog::stderr_color_mt("orgpatchd");
-  logger->set_pattern("%^%l%$: %v");
+void setup_logging(const std::string& level, bool service = false) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (service && std::getenv("INVOCATION_ID")) {
+    // Under systemd: straight to the journal, with priorities.
+    logger = std::make_shared<spdlog::logger>("orgpatchd", std::make_shared<spdlog::sinks::systemd_sink_st>());
+    logger->set_pattern("%v");
+  } else {
+    logger = spdlog::stderr_color_mt("orgpatchd");
+    logger->set_pattern(service ? "[%Y-%m-%d %H:%M:%S.%e] %^%l%$: %v" : "%^%l%$: %v");
+  }
   logger->set_level(spdlog::level::from_str(level));
   spdlog::set_default_logger(logger);
 }
@@ -207,6 +217,37 @@ int cmd_validate(const std::vector<std::string>& args) {
   return broken == 0 ? 0 : 2;
 }
 
+int cmd_serve(const std::vector<std::string>& args) {
+  std::optional<std::string> config_file, token_file;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--config" && i + 1 < args.size()) config_file = args[++i];
+    else if (args[i] == "--token-file" && i + 1 < args.size()) token_file = args[++i];
+    else throw usage_error(fmt::format("serve: {}: unknown option (serve [--config F] [--token-file F])", args[i]));
+  }
+  config cfg = config_file ? load_config(*config_file) : config{};
+  setup_logging(cfg.log.level, true);
+  validate_config(cfg);
+  if (cfg.serve.redis.url)
+    spdlog::warn("serve.redis: the Redis stream source is not available yet; only the spool is served");
+  if (!cfg.tls.verify) spdlog::warn("tls.verify is false: the server's certificate is NOT checked");
+  return serve(serve_options{cfg, config_file, load_token(token_file, cfg)});
+}
+
+int cmd_submit(const std::vector<std::string>& args) {
+  std::optional<std::string> config_file, file;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--config" && i + 1 < args.size()) config_file = args[++i];
+    else if (args[i].size() > 1 && args[i][0] == '-') throw usage_error(fmt::format("submit: {}: unknown option", args[i]));
+    else if (!file) file = args[i];
+    else throw usage_error("submit: one file at a time");
+  }
+  if (!file) throw usage_error("submit: which job file?");
+  config cfg = config_file ? load_config(*config_file) : config{};
+  const std::string queued = submit_to_spool(cfg.serve.spool_dir, *file);
+  std::printf("queued %s\n", queued.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -224,8 +265,8 @@ int main(int argc, char** argv) {
     args.erase(args.begin());
     if (cmd == "run") return cmd_run(args);
     if (cmd == "validate") return cmd_validate(args);
-    if (cmd == "serve" || cmd == "submit")
-      throw usage_error(fmt::format("{}: not available yet (the service comes in a later release)", cmd));
+    if (cmd == "serve") return cmd_serve(args);
+    if (cmd == "submit") return cmd_submit(args);
     throw usage_error(fmt::format("{}: unknown command (see orgpatchd --help)", cmd));
   } catch (const usage_error& e) {
     std::fprintf(stderr, "orgpatchd: %s\n", e.what());

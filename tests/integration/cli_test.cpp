@@ -110,7 +110,7 @@ TEST(CliTest, UsageErrorsAreClearAndExitOne) {
       {{"run", "x.jsonl", "--rate", "fast"}, "--rate"},
       {{"run", "x.jsonl", "--bogus"}, "--bogus: unknown option"},
       {{"frobnicate"}, "unknown command"},
-      {{"serve"}, "not available yet"},
+      {{"serve", "--bogus"}, "unknown option"},
   };
   for (const auto& c : cases) {
     const auto r = run_process(ORGPATCHD_BINARY, c.args);

@@ -1,0 +1,38 @@
+/// `orgpatchd serve`: the engine of `run`, fed by a spool directory, until
+/// stopped; and `orgpatchd submit`, which drops a job file into the spool.
+///
+/// Spool (DESIGN.md §6): a file appears in `incoming/` (inotify, and a scan at
+/// start), is claimed by an atomic rename into `processing/`, run with its
+/// results beside it, and moved with them to `done/`; files left in
+/// `processing/` by a stop or a crash are resumed at start.
+///
+/// systemd: READY=1 once the config is loaded and the spool is open, STATUS=
+/// every few seconds, RELOADING=1 on SIGHUP (the config is read again for the
+/// next files), STOPPING=1 on SIGTERM (the current file's requests in flight
+/// finish within shutdown_grace_s; it is resumed at the next start), WATCHDOG=1
+/// at half of WATCHDOG_USEC.
+#pragma once
+
+#include "orgpatch/config.hpp"
+
+#include <optional>
+#include <string>
+
+namespace orgpatch {
+
+struct serve_options {
+  config cfg;
+  std::optional<std::string> config_path;  ///< read again on SIGHUP
+  std::string token;
+};
+
+/// Runs the service until SIGTERM/SIGINT; returns the exit status (0 after a
+/// clean stop, 1 when the spool cannot be used).
+int serve(serve_options options);
+
+/// Copies `file` into `spool_dir`/incoming/ atomically (a temporary name, then a
+/// rename), under its own name or, when that is taken, with a timestamp
+/// suffix. Returns the path it was queued as. Throws std::runtime_error.
+std::string submit_to_spool(const std::string& spool_dir, const std::string& file);
+
+}  // namespace orgpatch

@@ -1,0 +1,381 @@
+#include "orgpatch/daemon.hpp"
+
+#include "orgpatch/asio.hpp"
+#include "orgpatch/engine.hpp"
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+
+#include <fcntl.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+
+namespace orgpatch {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string utc_stamp() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  return stamp;
+}
+
+// A name in `dir` that is free: NAME, else NAME.STAMP, NAME.STAMP-2, …
+fs::path free_name(const fs::path& dir, const std::string& name) {
+  fs::path p = dir / name;
+  if (!fs::exists(p)) return p;
+  const std::string stamp = utc_stamp();
+  p = dir / (name + "." + stamp);
+  for (int i = 2; fs::exists(p); ++i) p = dir / (name + "." + stamp + "-" + std::to_string(i));
+  return p;
+}
+
+// Job files only: not hidden (submit's temporary names), not our own outputs.
+bool is_job_file_name(const std::string& name) {
+  if (name.empty() || name[0] == '.') return false;
+  for (std::string_view suffix : {".results.jsonl", ".failed.jsonl", ".tmp"})
+    if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return false;
+  return true;
+}
+
+void notify(const std::string& state) { sd_notify(0, state.c_str()); }
+
+class spool_daemon {
+ public:
+  explicit spool_daemon(serve_options o)
+      : opt_(std::move(o)),
+        spool_(opt_.cfg.serve.spool_dir),
+        signals_(io_, SIGINT, SIGTERM, SIGHUP),
+        status_timer_(io_),
+        watchdog_timer_(io_),
+        grace_timer_(io_),
+        retry_timer_(io_),
+        inotify_(io_) {}
+
+  int run() {
+    try {
+      for (const char* sub : {"incoming", "processing", "done"}) {
+        fs::create_directories(spool_ / sub);
+      }
+      open_inotify();
+      // Files a stop or a crash left in processing/ first, then what waits in incoming/.
+      std::vector<std::string> left;
+      for (const auto& e : fs::directory_iterator(spool_ / "processing"))
+        if (e.is_regular_file() && is_job_file_name(e.path().filename().string())) left.push_back(e.path().filename().string());
+      std::sort(left.begin(), left.end());
+      for (auto& name : left) {
+        spdlog::info("spool: resuming processing/{}", name);
+        queue_.push_back(name);
+      }
+      scan_incoming();
+    } catch (const std::exception& e) {
+      spdlog::error("spool {}: {}", spool_.string(), e.what());
+      return 1;
+    }
+    watch_signals();
+    schedule_status();
+    schedule_watchdog();
+    notify(fmt::format("READY=1\nSTATUS=ready: spool {}, {} file(s) queued", spool_.string(), queue_.size()));
+    spdlog::info("serving spool {} → {}", spool_.string(), opt_.cfg.api.base_url);
+    next();
+    io_.run();
+    spdlog::info("stopped");
+    return 0;
+  }
+
+ private:
+  // --- the spool ---------------------------------------------------------------
+
+  void open_inotify() {
+    const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) throw std::runtime_error(fmt::format("inotify: {}", std::strerror(errno)));
+    if (::inotify_add_watch(fd, (spool_ / "incoming").c_str(), IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+      const int e = errno;
+      ::close(fd);
+      throw std::runtime_error(fmt::format("inotify on {}: {}", (spool_ / "incoming").string(), std::strerror(e)));
+    }
+    inotify_.assign(fd);
+    watch_inotify();
+  }
+
+  void watch_inotify() {
+    inotify_.async_wait(net::posix::stream_descriptor::wait_read, [this](boost::system::error_code ec) {
+      if (ec) return;
+      // Drain the events; then claim whatever is in incoming/ (a scan is simpler
+      // and catches names the events coalesced).
+      alignas(inotify_event) char buf[16 * 1024];
+      while (::read(inotify_.native_handle(), buf, sizeof buf) > 0) {
+      }
+      scan_incoming();
+      next();
+      watch_inotify();
+    });
+  }
+
+  void scan_incoming() {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(spool_ / "incoming"))
+      if (e.is_regular_file() && is_job_file_name(e.path().filename().string())) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    for (const auto& name : names) claim(name);
+  }
+
+  // incoming/NAME → processing/NAME by an atomic rename: one service claims it.
+  void claim(const std::string& name) {
+    const fs::path target = free_name(spool_ / "processing", name);
+    if (::rename((spool_ / "incoming" / name).c_str(), target.c_str()) != 0) {
+      if (errno != ENOENT) spdlog::error("spool: cannot claim incoming/{}: {}", name, std::strerror(errno));
+      return;
+    }
+    spdlog::info("spool: claimed {}", target.filename().string());
+    queue_.push_back(target.filename().string());
+  }
+
+  void next() {
+    if (current_ || stopping_ || queue_.empty() || paused_) return;
+    current_name_ = queue_.front();
+    queue_.pop_front();
+    run_options o;
+    o.input = (spool_ / "processing" / current_name_).string();
+    o.cfg = opt_.cfg;
+    o.cfg.output.results = o.input + ".results.jsonl";
+    o.cfg.output.dead_letter = o.input + ".failed.jsonl";
+    o.token = opt_.token;
+    o.handle_signals = false;
+    spdlog::info("spool: running {}", current_name_);
+    current_ = std::make_unique<run_session>(io_, std::move(o));
+    current_->start([this] { net::post(io_, [this] { file_done(); }); });
+  }
+
+  void file_done() {
+    const run_report& r = current_->report();
+    const std::string name = current_name_;
+    if (!r.fatal_error.empty()) {
+      // It could not run (the token refused, TLS…): it stays in processing/ and
+      // is tried again later; the other files wait behind it.
+      spdlog::error("spool: {}: {} — trying again in {} s", name, r.fatal_error, k_retry_s);
+      queue_.push_front(name);
+      paused_ = true;
+      retry_timer_.expires_after(std::chrono::seconds(k_retry_s));
+      retry_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec) return;
+        paused_ = false;
+        next();
+      });
+    } else if (r.summary.unfinished > 0 || stopping_) {
+      spdlog::info("spool: {} stopped with {} job(s) unfinished; resumed at the next start", name,
+                   r.summary.unfinished);
+    } else {
+      finished_files_ += 1;
+      finished_jobs_ += r.metrics.jobs();
+      move_done(name);
+      spdlog::info("spool: {} done: {} ok, {} failed, {} exhausted, {} invalid", name, r.metrics.ok(),
+                   r.metrics.failed(), r.metrics.exhausted(), r.metrics.invalid());
+    }
+    current_.reset();
+    current_name_.clear();
+    if (stopping_) {
+      finish();
+      return;
+    }
+    next();
+  }
+
+  // processing/NAME and its outputs → done/ (a taken name gets a timestamp).
+  void move_done(const std::string& name) {
+    const fs::path target = free_name(spool_ / "done", name);
+    for (std::string_view suffix : {"", ".results.jsonl", ".failed.jsonl"}) {
+      const fs::path from = spool_ / "processing" / (name + std::string(suffix));
+      if (!fs::exists(from)) continue;
+      const fs::path to = target.string() + std::string(suffix);
+      if (::rename(from.c_str(), to.c_str()) != 0)
+        spdlog::error("spool: cannot move {} to {}: {}", from.string(), to.string(), std::strerror(errno));
+    }
+  }
+
+  // --- signals, status, watchdog ------------------------------------------------
+
+  void watch_signals() {
+    signals_.async_wait([this](boost::system::error_code ec, int signo) {
+      if (ec) return;
+      if (signo == SIGHUP) reload();
+      else stop(signo);
+      if (!finished_) watch_signals();
+    });
+  }
+
+  void reload() {
+    notify("RELOADING=1");
+    if (opt_.config_path) {
+      try {
+        config c = load_config(*opt_.config_path);
+        validate_config(c);
+        opt_.cfg = std::move(c);
+        spdlog::info("SIGHUP: {} read again (applies from the next file)", *opt_.config_path);
+      } catch (const std::exception& e) {
+        spdlog::error("SIGHUP: {} (the old config stays)", e.what());
+      }
+    }
+    notify("READY=1");
+  }
+
+  void stop(int signo) {
+    if (stopping_) {
+      if (current_) current_->stop(true);  // a second signal: at once
+      return;
+    }
+    stopping_ = true;
+    notify("STOPPING=1");
+    spdlog::info("{}: finishing the requests in flight (up to {} s)", signo == SIGINT ? "SIGINT" : "SIGTERM",
+                 opt_.cfg.shutdown_grace_s);
+    if (!current_) {
+      finish();
+      return;
+    }
+    current_->stop(false);
+    grace_timer_.expires_after(std::chrono::seconds(opt_.cfg.shutdown_grace_s));
+    grace_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec && current_) current_->stop(true);
+    });
+  }
+
+  void finish() {
+    finished_ = true;
+    boost::system::error_code ignored;
+    signals_.cancel(ignored);
+    status_timer_.cancel();
+    watchdog_timer_.cancel();
+    grace_timer_.cancel();
+    retry_timer_.cancel();
+    inotify_.close(ignored);
+  }
+
+  void schedule_status() {
+    status_timer_.expires_after(std::chrono::seconds(5));
+    status_timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      std::string status;
+      if (current_) {
+        const auto& m = current_->report().metrics;
+        status = fmt::format("STATUS=running {}: {} jobs done ({} ok, {} not ok); {} file(s) queued; {} done since start",
+                             current_name_, m.jobs(), m.ok(), m.jobs() - m.ok(), queue_.size(), finished_files_);
+      } else {
+        status = fmt::format("STATUS=idle: {} file(s) and {} jobs done since start", finished_files_, finished_jobs_);
+      }
+      notify(status);
+      schedule_status();
+    });
+  }
+
+  void schedule_watchdog() {
+    std::uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return;
+    watchdog_interval_ = std::chrono::microseconds(usec / 2);
+    watchdog_tick();
+  }
+
+  void watchdog_tick() {
+    notify("WATCHDOG=1");
+    watchdog_timer_.expires_after(watchdog_interval_);
+    watchdog_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) watchdog_tick();
+    });
+  }
+
+  static constexpr unsigned k_retry_s = 60;
+
+  serve_options opt_;
+  fs::path spool_;
+  net::io_context io_{1};
+  net::signal_set signals_;
+  net::steady_timer status_timer_;
+  net::steady_timer watchdog_timer_;
+  net::steady_timer grace_timer_;
+  net::steady_timer retry_timer_;
+  net::posix::stream_descriptor inotify_;
+  std::chrono::microseconds watchdog_interval_{0};
+  std::deque<std::string> queue_;
+  std::unique_ptr<run_session> current_;
+  std::string current_name_;
+  std::uint64_t finished_files_ = 0;
+  std::uint64_t finished_jobs_ = 0;
+  bool stopping_ = false;
+  bool finished_ = false;
+  bool paused_ = false;
+};
+
+}  // namespace
+
+int serve(serve_options options) {
+  spool_daemon d(std::move(options));
+  return d.run();
+}
+
+std::string submit_to_spool(const std::string& spool_dir, const std::string& file) {
+  const fs::path incoming = fs::path(spool_dir) / "incoming";
+  if (!fs::is_directory(incoming))
+    throw std::runtime_error(fmt::format("{}: no such spool directory (is the service installed?)", incoming.string()));
+  const int in = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) throw std::runtime_error(fmt::format("{}: cannot open: {}", file, std::strerror(errno)));
+  std::string name = fs::path(file).filename().string();
+  if (!is_job_file_name(name)) name = "job-" + utc_stamp() + ".jsonl";
+  // A hidden temporary name the service ignores, synced, then renamed: the
+  // service never sees half a file.
+  const fs::path tmp = incoming / fmt::format(".{}.{}.tmp", name, ::getpid());
+  const int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0660);
+  if (out < 0) {
+    const int e = errno;
+    ::close(in);
+    throw std::runtime_error(fmt::format("{}: cannot create: {}", tmp.string(), std::strerror(e)));
+  }
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    const ssize_t n = ::read(in, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    for (ssize_t done = 0; done < n;) {
+      const ssize_t w = ::write(out, buf.data() + done, static_cast<std::size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) {
+        const int e = errno;
+        ::close(in);
+        ::close(out);
+        ::unlink(tmp.c_str());
+        throw std::runtime_error(fmt::format("{}: cannot write: {}", tmp.string(), std::strerror(e)));
+      }
+      done += w;
+    }
+  }
+  ::close(in);
+  if (::fsync(out) != 0 || ::close(out) != 0) {
+    ::unlink(tmp.c_str());
+    throw std::runtime_error(fmt::format("{}: cannot sync: {}", tmp.string(), std::strerror(errno)));
+  }
+  const fs::path target = free_name(incoming, name);
+  if (::rename(tmp.c_str(), target.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    throw std::runtime_error(fmt::format("{}: cannot queue: {}", target.string(), std::strerror(e)));
+  }
+  return target.string();
+}
+
+}  // namespace orgpatch

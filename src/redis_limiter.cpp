@@ -1,0 +1,172 @@
+#include "orgpatch/redis_limiter.hpp"
+
+#include "orgpatch/asio.hpp"
+
+#include <boost/asio/this_coro.hpp>
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+namespace orgpatch {
+
+using boost::system::error_code;
+
+namespace {
+
+std::string hex_digest(const EVP_MD* md, std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_Digest(data.data(), data.size(), digest, &size, md, nullptr);
+  std::string out;
+  out.reserve(size * 2);
+  for (unsigned i = 0; i < size; ++i) out += fmt::format("{:02x}", digest[i]);
+  return out;
+}
+
+}  // namespace
+
+std::string token_limit_name(std::string_view token) {
+  return "token:" + hex_digest(EVP_sha256(), token).substr(0, 32);
+}
+
+// --- redis_limiter -----------------------------------------------------------
+
+redis_limiter::redis_limiter(redis_connection& conn, std::string key_prefix, std::chrono::milliseconds timeout)
+    : conn_(&conn), prefix_(std::move(key_prefix)), timeout_(timeout), sha_(hex_digest(EVP_sha1(), k_gcra_script)) {}
+
+net::awaitable<grant> redis_limiter::acquire(std::string name, double rate, double burst, unsigned want) {
+  grant g;
+  if (rate <= 0) {
+    g.granted = want;
+    co_return g;
+  }
+  if (want == 0) co_return g;
+  const std::string key = prefix_ + name;
+  for (int attempt = 0;; ++attempt) {
+    // (argv built before the co_await: g++ 12 rejects a braced list of literals inside one.)
+    std::vector<std::string> argv{"EVALSHA", sha_, "1", key, fmt::format("{}", rate), fmt::format("{}", burst),
+                                  std::to_string(want)};
+    auto reply = co_await conn_->command(std::move(argv), timeout_);
+    if (!reply) {
+      g.ec = reply.error();
+      last_error_ = fmt::format("rate limit {}: {}", name, g.ec.message());
+      co_return g;
+    }
+    // A restarted or flushed server has forgotten the script: load it once, again.
+    if (reply->is_error("NOSCRIPT") && attempt == 0) {
+      std::vector<std::string> load{"SCRIPT", "LOAD", std::string(k_gcra_script)};
+      auto loaded = co_await conn_->command(std::move(load), timeout_);
+      if (!loaded) {
+        g.ec = loaded.error();
+        last_error_ = fmt::format("rate limit {}: loading the script: {}", name, g.ec.message());
+        co_return g;
+      }
+      if (!loaded->is_string()) {
+        g.ec = redis_errc::unexpected_reply;
+        last_error_ = fmt::format("rate limit {}: SCRIPT LOAD answered {}", name, loaded->describe());
+        co_return g;
+      }
+      sha_ = loaded->str;
+      continue;
+    }
+    const auto& r = *reply;
+    if (r.is_array() && r.elements.size() == 2 && r.elements[0].is_integer() && r.elements[1].is_integer() &&
+        r.elements[0].integer >= 0 && r.elements[1].integer >= 0) {
+      g.granted = static_cast<unsigned>(std::min<long long>(r.elements[0].integer, want));
+      g.wait = std::chrono::milliseconds(r.elements[1].integer);
+      co_return g;
+    }
+    g.ec = redis_errc::unexpected_reply;
+    last_error_ = fmt::format("rate limit {}: the script answered {}", name,
+                              r.is_error() ? r.str : r.describe());
+    co_return g;
+  }
+}
+
+// --- shared_bucket -----------------------------------------------------------
+
+shared_bucket::shared_bucket(redis_limiter& limiter, net::any_io_executor ex, shared_bucket_params params)
+    : limiter_(&limiter), params_(std::move(params)), wake_(std::move(ex)) {
+  wake_.expires_at(net::steady_timer::time_point::max());
+  configure(params_.rate, params_.burst);
+}
+
+void shared_bucket::configure(double rate, double burst) {
+  params_.rate = rate > 0 ? rate : 0;
+  params_.burst = burst >= 1 ? burst : 1;
+  if (params_.rate <= 0) {
+    hold_ = std::chrono::microseconds{0};
+    redis_burst_ = params_.burst;
+    max_batch_ = 1;
+    return;
+  }
+  // τ ≤ (b − 1)/r keeps b' = b − r·τ ≥ 1.
+  const double hold_s = std::min(std::chrono::duration<double>(params_.hold).count(),
+                                 (params_.burst - 1) / params_.rate);
+  hold_ = std::chrono::microseconds(static_cast<std::int64_t>(std::max(0.0, hold_s) * 1e6));
+  const double tau = std::chrono::duration<double>(hold_).count();
+  redis_burst_ = std::max(1.0, params_.burst - params_.rate * tau);
+  max_batch_ = static_cast<unsigned>(std::max(1.0, std::floor(params_.rate * tau)));
+  batch_ = std::min(std::max(batch_, 1u), max_batch_);
+}
+
+net::awaitable<error_code> shared_bucket::take() {
+  if (params_.rate <= 0) co_return error_code{};
+  for (;;) {
+    const auto now = clock::now();
+    if (tokens_ > 0 && now >= expires_) {
+      // Held too long: using them now could break b + r·W.
+      wasted_ += tokens_;
+      tokens_ = 0;
+      dropped_since_fetch_ = true;
+    }
+    if (tokens_ > 0) {
+      --tokens_;
+      co_return error_code{};
+    }
+    if (fetching_) {
+      // Another taker is asking Redis: wait for its answer.
+      ++waiting_;
+      co_await wake_.async_wait(use_tuple);
+      --waiting_;
+      auto cs = co_await net::this_coro::cancellation_state;
+      if (cs.cancelled() != net::cancellation_type::none) co_return net::error::operation_aborted;
+      continue;
+    }
+
+    // This taker asks Redis for everyone, until it gets a token or an error.
+    fetching_ = true;
+    error_code result;
+    if (dropped_since_fetch_) batch_ = std::max(1u, batch_ / 2);
+    else batch_ = std::min(max_batch_, batch_ * 2);
+    dropped_since_fetch_ = false;
+    for (;;) {
+      const unsigned want = std::min(max_batch_, std::max(batch_, waiting_ + 1));
+      const auto sent = clock::now();
+      const grant g = co_await limiter_->acquire(params_.name, params_.rate, redis_burst_, want);
+      ++round_trips_;
+      if (g.ec) {
+        result = g.ec;
+        break;
+      }
+      if (g.granted > 0) {
+        fetched_ += g.granted;
+        tokens_ = g.granted - 1;  // one is this taker's
+        expires_ = sent + hold_;
+        break;
+      }
+      // Nothing free: sleep until the next token is due, then ask again.
+      steady_timer sleep(wake_.get_executor());
+      sleep.expires_after(std::max(g.wait, std::chrono::milliseconds{1}));
+      auto [sec] = co_await sleep.async_wait();
+      if (sec) {
+        result = net::error::operation_aborted;
+        break;
+      }
+    }
+    fetching_ = false;
+    wake_.cancel();
+    co_return result;
+  }
+}
+
+}  // namespace orgpatch
