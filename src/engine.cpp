@@ -239,8 +239,12 @@ class batch {
           continue;
         }
         wait = picked.wait;
-        // Starved for jobs an account may send: read further before waiting.
-        if (!eof_ && !input_desc_ && scheduler_.wants_more(now)) continue;
+        // Starved for jobs an account may send: read further before waiting,
+        // letting answers, timers and signals in between the blocks.
+        if (!eof_ && !input_desc_ && scheduler_.wants_more(now)) {
+          co_await net::post(io_.get_executor(), net::use_awaitable);
+          continue;
+        }
       }
       // Sleep until the scheduler's next instant or an event (a finished
       // attempt, a retry handed back) wakes us.
@@ -351,7 +355,7 @@ class batch {
         finish(st, outcome::exhausted, 0, -1, "budget", "retry budget spent past retry.job_deadline_s", false);
         co_return;
       }
-      scheduler_.requeue(std::move(s), now + k_budget_poll);
+      scheduler_.requeue_unsent(std::move(s), now + k_budget_poll, now);
       co_return;
     }
 
@@ -368,7 +372,7 @@ class batch {
     now = clock_type::now();
     if (auto pause = scheduler_.pause_left(j.integrated_account_id, now); pause > clock_type::duration::zero()) {
       conn.reset();
-      scheduler_.requeue(std::move(s), now + pause);
+      scheduler_.requeue_unsent(std::move(s), now + pause, now);
       co_return;
     }
     ++st.attempts;
@@ -600,7 +604,8 @@ class batch {
 
   void watch_signals() {
     signals_.async_wait([this](boost::system::error_code ec, int signo) {
-      if (ec) return;
+      // A signal already queued when the run ended must not start anything.
+      if (ec || done_) return;
       if (signo == SIGHUP) {
         // logrotate moved the files: continue in new ones.
         try {

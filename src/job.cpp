@@ -764,6 +764,10 @@ std::variant<job, input_error> parse_job(std::string_view line, std::uint64_t li
   } else {
     return input_error{"integrated_account_id", "required (no api.default_integrated_account_id)"};
   }
+  // One account, one spelling: its rate limit and its organizations' order are
+  // kept per account, so "ABC…" and "abc…" must not count as two.
+  for (char& c : j.integrated_account_id)
+    if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
 
   const member& body = sc.fields[f_body];
   if (!body.present) return input_error{"body", "required"};

@@ -19,6 +19,15 @@ void gcra::configure(double rate, double burst) noexcept {
   }
 }
 
+void gcra::set_rate(double rate, clock_type::time_point now) noexcept {
+  const double old_rate = rate_;
+  configure(rate, burst_);
+  if (old_rate > 0 && rate_ > 0 && tat_ > now) {
+    const double debt = std::chrono::duration<double>(tat_ - now).count() * old_rate / rate_;
+    tat_ = now + seconds_to_duration(debt);
+  }
+}
+
 clock_type::duration gcra::wait(clock_type::time_point now) const noexcept {
   if (unlimited()) return clock_type::duration::zero();
   // Admissible when the next arrival is due no later than now + tolerance.
@@ -29,6 +38,11 @@ clock_type::duration gcra::wait(clock_type::time_point now) const noexcept {
 void gcra::take(clock_type::time_point now) noexcept {
   if (unlimited()) return;
   tat_ = std::max(tat_, now) + interval_;
+}
+
+void gcra::give_back(clock_type::time_point now) noexcept {
+  if (unlimited()) return;
+  tat_ = std::max(now, tat_ - interval_);
 }
 
 double aimd::on_limited(double rate) const noexcept {

@@ -98,11 +98,12 @@ void scheduler::add(std::unique_ptr<job_state> s, clock_type::time_point now) {
     plan_reload(a);
     return;
   }
-  const bool was_empty = a.queue.empty();
   a.queue.push_back(std::move(s));  // the newest line: the end keeps the order
   ++parsed_;
   starved_ = false;
-  if (was_empty) evaluate(a, now);
+  // Within the jobs looked at for a free organization, it may be the one that
+  // can go while the others wait for theirs.
+  if (a.queue.size() <= k_scan) evaluate(a, now);
 }
 
 std::vector<std::pair<std::string, spilled_job>> scheduler::take_reloads() {
@@ -212,6 +213,15 @@ void scheduler::requeue(std::unique_ptr<job_state> s, clock_type::time_point not
   retries_.emplace(not_before, std::move(s));
 }
 
+void scheduler::requeue_unsent(std::unique_ptr<job_state> s, clock_type::time_point not_before,
+                               clock_type::time_point now) {
+  // It was picked but not sent: its account's and the token's slot go back.
+  account& a = account_of(s->j.integrated_account_id);
+  a.bucket.give_back(now);
+  token_.give_back(now);
+  retries_.emplace(not_before, std::move(s));
+}
+
 void scheduler::finished(const job_state& s, clock_type::time_point now) {
   const auto key = org_key(s.j);
   if (auto it = busy_orgs_.find(key); it != busy_orgs_.end() && it->second == s.j.line) busy_orgs_.erase(it);
@@ -233,11 +243,11 @@ std::size_t scheduler::drop_all() {
   return n;
 }
 
-void scheduler::on_success(const std::string& account_id, clock_type::time_point) {
+void scheduler::on_success(const std::string& account_id, clock_type::time_point now) {
   if (!p_.adaptive) return;
   account& a = account_of(account_id);
-  if (a.bucket.rate() < account_aimd_.ceiling) a.bucket.set_rate(account_aimd_.on_success(a.bucket.rate()));
-  if (token_.rate() < token_aimd_.ceiling) token_.set_rate(token_aimd_.on_success(token_.rate()));
+  if (a.bucket.rate() < account_aimd_.ceiling) a.bucket.set_rate(account_aimd_.on_success(a.bucket.rate()), now);
+  if (token_.rate() < token_aimd_.ceiling) token_.set_rate(token_aimd_.on_success(token_.rate()), now);
 }
 
 void scheduler::on_rate_limited(const std::string& account_id, bool remote, clock_type::duration retry_after,
@@ -253,11 +263,11 @@ void scheduler::on_rate_limited(const std::string& account_id, bool remote, cloc
                                      [&](const auto& e) { return e.second != &a; });
     if (several) {
       token_paused_until_ = std::max(token_paused_until_, now + retry_after);
-      if (p_.adaptive) token_.set_rate(token_aimd_.on_limited(token_.rate()));
+      if (p_.adaptive) token_.set_rate(token_aimd_.on_limited(token_.rate()), now);
     }
   }
   a.paused_until = std::max(a.paused_until, now + retry_after);
-  if (p_.adaptive) a.bucket.set_rate(account_aimd_.on_limited(a.bucket.rate()));
+  if (p_.adaptive) a.bucket.set_rate(account_aimd_.on_limited(a.bucket.rate()), now);
   evaluate(a, now);
 }
 

@@ -18,13 +18,17 @@ class gcra {
 
   /// Changes rate and burst; the time already earned is kept.
   void configure(double rate, double burst) noexcept;
-  /// Changes only the rate (AIMD), keeping the burst.
-  void set_rate(double rate) noexcept { configure(rate, burst_); }
+  /// Changes only the rate (AIMD), keeping the burst. The requests already
+  /// counted keep their weight: the debt ahead of `now` is rescaled to the new
+  /// rate, so lowering the rate never lets extra requests through at once.
+  void set_rate(double rate, clock_type::time_point now) noexcept;
 
   /// Zero when a request may go at `now`, else how long until one may.
   clock_type::duration wait(clock_type::time_point now) const noexcept;
   /// Counts one request at `now` (call when wait(now) is zero).
   void take(clock_type::time_point now) noexcept;
+  /// Undoes one `take` whose request was not sent.
+  void give_back(clock_type::time_point now) noexcept;
 
   double rate() const noexcept { return rate_; }
   double burst() const noexcept { return burst_; }

@@ -37,8 +37,9 @@ std::chrono::milliseconds backoff_delay(unsigned attempt, std::chrono::milliseco
 class retry_budget {
  public:
   using clock = std::chrono::steady_clock;
-  /// `floor`: retries always allowed per 10 s window whatever the traffic.
-  explicit retry_budget(double percent, unsigned floor = 10) noexcept : percent_(percent), floor_(floor) {}
+  /// `floor`: retries always allowed per 10 s window whatever the traffic (the
+  /// default, 100, is 10 retries a second, as Finagle's minimum).
+  explicit retry_budget(double percent, unsigned floor = 100) noexcept : percent_(percent), floor_(floor) {}
 
   /// Every request sent (first attempts and retries).
   void on_request(clock::time_point now) noexcept;

@@ -102,6 +102,11 @@ class scheduler {
   /// its account's later jobs.
   void requeue(std::unique_ptr<job_state> s, clock_type::time_point not_before);
 
+  /// As `requeue`, for a picked job that was not sent after all (its account or
+  /// the token was paused by then, or a retry found no retry budget): the
+  /// budget `pick` took is given back.
+  void requeue_unsent(std::unique_ptr<job_state> s, clock_type::time_point not_before, clock_type::time_point now);
+
   /// The job reached its final outcome: its organization's next job may go.
   void finished(const job_state& s, clock_type::time_point now);
 

@@ -8,6 +8,7 @@
 
 #include <boost/unordered/unordered_flat_map.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -286,10 +287,16 @@ bool file_source::seekable() const noexcept {
 }
 
 std::variant<job, input_error> file_source::reread(std::uint64_t offset, std::uint64_t line) const {
-  // Read up to max_line_bytes + 1 and cut at the first newline.
-  std::string text(impl_->max_line + 2, '\0');
+  // Read up to max_line_bytes + 1, in growing steps from 4 KiB (most lines are
+  // short), and cut at the first newline.
+  const std::size_t limit = impl_->max_line + 2;
+  std::string text(std::min<std::size_t>(4096, limit), '\0');
   std::size_t got = 0;
-  while (got < text.size()) {
+  for (;;) {
+    if (got == text.size()) {
+      if (text.size() >= limit) break;
+      text.resize(std::min(limit, text.size() * 4));
+    }
     const ssize_t n = ::pread(impl_->fd, text.data() + got, text.size() - got, static_cast<off_t>(offset + got));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw_system("cannot read", impl_->path, errno);

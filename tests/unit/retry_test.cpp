@@ -127,3 +127,19 @@ TEST(RetryBudgetTest, RetriesAreAShareOfRecentRequestsPlusAFloor) {
 
 }  // namespace
 }  // namespace orgpatch
+
+namespace orgpatch {
+namespace {
+
+TEST(RateLimiterTest, LoweringTheRateNeverLetsExtraRequestsThrough) {
+  const auto t0 = clock_type::time_point{} + 1h;
+  gcra g(10, 5);
+  for (int i = 0; i < 5; ++i) g.take(t0);  // the whole burst
+  g.set_rate(5, t0);                       // a 429: halved
+  EXPECT_GT(g.wait(t0), clock_type::duration::zero());
+  // At the new rate the next one is due 200 ms later, as if the burst had been sent at 5/s.
+  EXPECT_GE(g.wait(t0), 199ms);
+}
+
+}  // namespace
+}  // namespace orgpatch

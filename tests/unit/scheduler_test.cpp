@@ -237,3 +237,36 @@ TEST(SchedulerTest, UniformFileFinishesNearTheTokenRate) {
 
 }  // namespace
 }  // namespace orgpatch
+
+namespace orgpatch {
+namespace {
+
+TEST(SchedulerTest, AJobOfAFreeOrganizationDoesNotWaitBehindABlockedOne) {
+  scheduler s(unlimited());
+  s.add(make(1, "a", "x"), t0);
+  s.add(make(2, "a", "x"), t0);
+  auto first = s.pick(t0).job;
+  s.requeue(std::move(first), t0 + 30s);  // line 1 retries in 30 s; line 2 waits for it
+  EXPECT_FALSE(s.pick(t0).job);
+  s.add(make(3, "a", "y"), t0);  // another organization of the same account
+  auto r = s.pick(t0);
+  ASSERT_TRUE(r.job);
+  EXPECT_EQ(r.job->j.line, 3u);
+}
+
+TEST(SchedulerTest, AnUnsentPickGivesItsBudgetBack) {
+  scheduler_params p = unlimited();
+  p.account_rate = 1;
+  p.account_burst = 1;
+  scheduler s(p);
+  s.add(make(1, "a"), t0);
+  s.add(make(2, "a"), t0);
+  auto first = s.pick(t0).job;
+  s.requeue_unsent(std::move(first), t0, t0);
+  auto again = s.pick(t0);
+  ASSERT_TRUE(again.job);  // the slot came back: no one-second wait
+  EXPECT_EQ(again.job->j.line, 1u);
+}
+
+}  // namespace
+}  // namespace orgpatch
