@@ -11,6 +11,7 @@
 #include <systemd/sd-daemon.h>
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,14 +38,34 @@ std::string utc_stamp() {
   return stamp;
 }
 
-// A name in `dir` that is free: NAME, else NAME.STAMP, NAME.STAMP-2, …
+bool taken(const fs::path& p) {
+  std::error_code ec;
+  for (std::string_view suffix : {"", ".results.jsonl", ".failed.jsonl", ".error"})
+    if (fs::exists(fs::symlink_status(p.string() + std::string(suffix), ec))) return true;
+  return false;
+}
+
+// A name free in `dir` — and its outputs' names too: NAME, else NAME.STAMP, NAME.STAMP-2, …
 fs::path free_name(const fs::path& dir, const std::string& name) {
   fs::path p = dir / name;
-  if (!fs::exists(p)) return p;
+  if (!taken(p)) return p;
   const std::string stamp = utc_stamp();
   p = dir / (name + "." + stamp);
-  for (int i = 2; fs::exists(p); ++i) p = dir / (name + "." + stamp + "-" + std::to_string(i));
+  for (int i = 2; taken(p); ++i) p = dir / (name + "." + stamp + "-" + std::to_string(i));
   return p;
+}
+
+// rename(2) that never replaces an existing file (two submitters, two services).
+bool rename_no_replace(const fs::path& from, const fs::path& to) {
+  return ::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0;
+}
+
+// A regular file, not a symbolic link: a link in the spool could make the service
+// read (and copy into a group-readable dead-letter file) something it can read
+// and the group cannot, such as its own credential.
+bool is_plain_file(const fs::directory_entry& e) {
+  std::error_code ec;
+  return fs::is_regular_file(e.symlink_status(ec));
 }
 
 // Job files only: not hidden (submit's temporary names), not our own outputs.
@@ -72,14 +93,14 @@ class spool_daemon {
 
   int run() {
     try {
-      for (const char* sub : {"incoming", "processing", "done"}) {
+      for (const char* sub : {"incoming", "processing", "done", "failed"}) {
         fs::create_directories(spool_ / sub);
       }
       open_inotify();
       // Files a stop or a crash left in processing/ first, then what waits in incoming/.
       std::vector<std::string> left;
       for (const auto& e : fs::directory_iterator(spool_ / "processing"))
-        if (e.is_regular_file() && is_job_file_name(e.path().filename().string())) left.push_back(e.path().filename().string());
+        if (is_plain_file(e) && is_job_file_name(e.path().filename().string())) left.push_back(e.path().filename().string());
       std::sort(left.begin(), left.end());
       for (auto& name : left) {
         spdlog::info("spool: resuming processing/{}", name);
@@ -124,24 +145,31 @@ class spool_daemon {
       alignas(inotify_event) char buf[16 * 1024];
       while (::read(inotify_.native_handle(), buf, sizeof buf) > 0) {
       }
-      scan_incoming();
+      try {
+        scan_incoming();
+      } catch (const std::exception& e) {
+        spdlog::error("spool: cannot read incoming/: {}", e.what());
+      }
       next();
-      watch_inotify();
+      if (!finished_) watch_inotify();
     });
   }
 
   void scan_incoming() {
     std::vector<std::string> names;
     for (const auto& e : fs::directory_iterator(spool_ / "incoming"))
-      if (e.is_regular_file() && is_job_file_name(e.path().filename().string())) names.push_back(e.path().filename().string());
+      if (is_plain_file(e) && is_job_file_name(e.path().filename().string())) names.push_back(e.path().filename().string());
     std::sort(names.begin(), names.end());
     for (const auto& name : names) claim(name);
   }
 
   // incoming/NAME → processing/NAME by an atomic rename: one service claims it.
   void claim(const std::string& name) {
-    const fs::path target = free_name(spool_ / "processing", name);
-    if (::rename((spool_ / "incoming" / name).c_str(), target.c_str()) != 0) {
+    fs::path target;
+    for (int tries = 0;; ++tries) {
+      target = free_name(spool_ / "processing", name);
+      if (rename_no_replace(spool_ / "incoming" / name, target)) break;
+      if (errno == EEXIST && tries < 5) continue;
       if (errno != ENOENT) spdlog::error("spool: cannot claim incoming/{}: {}", name, std::strerror(errno));
       return;
     }
@@ -168,7 +196,12 @@ class spool_daemon {
   void file_done() {
     const run_report& r = current_->report();
     const std::string name = current_name_;
-    if (!r.fatal_error.empty()) {
+    if (!r.fatal_error.empty() && r.run_id.empty()) {
+      // This file cannot run (unreadable, not ours to resume…): set it aside
+      // with the reason, and go on with the others.
+      spdlog::error("spool: {}: {} — moved to failed/", name, r.fatal_error);
+      move_to("failed", name, r.fatal_error);
+    } else if (!r.fatal_error.empty()) {
       // It could not run (the token refused, TLS…): it stays in processing/ and
       // is tried again later; the other files wait behind it.
       spdlog::error("spool: {}: {} — trying again in {} s", name, r.fatal_error, k_retry_s);
@@ -176,7 +209,7 @@ class spool_daemon {
       paused_ = true;
       retry_timer_.expires_after(std::chrono::seconds(k_retry_s));
       retry_timer_.async_wait([this](boost::system::error_code ec) {
-        if (ec) return;
+        if (ec || finished_) return;
         paused_ = false;
         next();
       });
@@ -186,7 +219,7 @@ class spool_daemon {
     } else {
       finished_files_ += 1;
       finished_jobs_ += r.metrics.jobs();
-      move_done(name);
+      move_to("done", name, {});
       spdlog::info("spool: {} done: {} ok, {} failed, {} exhausted, {} invalid", name, r.metrics.ok(),
                    r.metrics.failed(), r.metrics.exhausted(), r.metrics.invalid());
     }
@@ -199,15 +232,29 @@ class spool_daemon {
     next();
   }
 
-  // processing/NAME and its outputs → done/ (a taken name gets a timestamp).
-  void move_done(const std::string& name) {
-    const fs::path target = free_name(spool_ / "done", name);
-    for (std::string_view suffix : {"", ".results.jsonl", ".failed.jsonl"}) {
-      const fs::path from = spool_ / "processing" / (name + std::string(suffix));
-      if (!fs::exists(from)) continue;
-      const fs::path to = target.string() + std::string(suffix);
-      if (::rename(from.c_str(), to.c_str()) != 0)
-        spdlog::error("spool: cannot move {} to {}: {}", from.string(), to.string(), std::strerror(errno));
+  // processing/NAME and its outputs → done/ or failed/ (a taken name gets a
+  // timestamp). The outputs go first and the job file last: a crash in between
+  // leaves the job file in processing/ with what remains, resumed at start.
+  void move_to(const char* where, const std::string& name, const std::string& reason) {
+    try {
+      const fs::path target = free_name(spool_ / where, name);
+      if (!reason.empty()) {
+        const fs::path why = target.string() + ".error";
+        if (FILE* f = std::fopen(why.c_str(), "we")) {
+          std::fprintf(f, "%s\n", reason.c_str());
+          std::fclose(f);
+        }
+      }
+      for (std::string_view suffix : {".results.jsonl", ".failed.jsonl", ""}) {
+        const fs::path from = spool_ / "processing" / (name + std::string(suffix));
+        std::error_code ec;
+        if (!fs::exists(fs::symlink_status(from, ec))) continue;
+        const fs::path to = target.string() + std::string(suffix);
+        if (!rename_no_replace(from, to))
+          spdlog::error("spool: cannot move {} to {}: {}", from.string(), to.string(), std::strerror(errno));
+      }
+    } catch (const std::exception& e) {
+      spdlog::error("spool: cannot move {} to {}/: {}", name, where, e.what());
     }
   }
 
@@ -215,7 +262,7 @@ class spool_daemon {
 
   void watch_signals() {
     signals_.async_wait([this](boost::system::error_code ec, int signo) {
-      if (ec) return;
+      if (ec || finished_) return;
       if (signo == SIGHUP) reload();
       else stop(signo);
       if (!finished_) watch_signals();
@@ -271,7 +318,7 @@ class spool_daemon {
   void schedule_status() {
     status_timer_.expires_after(std::chrono::seconds(5));
     status_timer_.async_wait([this](boost::system::error_code ec) {
-      if (ec) return;
+      if (ec || finished_) return;
       std::string status;
       if (current_) {
         const auto& m = current_->report().metrics;
@@ -296,7 +343,7 @@ class spool_daemon {
     notify("WATCHDOG=1");
     watchdog_timer_.expires_after(watchdog_interval_);
     watchdog_timer_.async_wait([this](boost::system::error_code ec) {
-      if (!ec) watchdog_tick();
+      if (!ec && !finished_) watchdog_tick();
     });
   }
 
@@ -365,17 +412,19 @@ std::string submit_to_spool(const std::string& spool_dir, const std::string& fil
     }
   }
   ::close(in);
-  if (::fsync(out) != 0 || ::close(out) != 0) {
+  // Readable by the service's group whatever the submitter's umask.
+  if (::fchmod(out, 0660) != 0 || ::fsync(out) != 0 || ::close(out) != 0) {
     ::unlink(tmp.c_str());
     throw std::runtime_error(fmt::format("{}: cannot sync: {}", tmp.string(), std::strerror(errno)));
   }
-  const fs::path target = free_name(incoming, name);
-  if (::rename(tmp.c_str(), target.c_str()) != 0) {
+  for (int tries = 0;; ++tries) {
+    const fs::path target = free_name(incoming, name);
+    if (rename_no_replace(tmp, target)) return target.string();
+    if (errno == EEXIST && tries < 5) continue;
     const int e = errno;
     ::unlink(tmp.c_str());
     throw std::runtime_error(fmt::format("{}: cannot queue: {}", target.string(), std::strerror(e)));
   }
-  return target.string();
 }
 
 }  // namespace orgpatch

@@ -121,7 +121,8 @@ struct output_file {
 
   /// Truncating (a new run) or appending (a resumed run, a reopen after SIGHUP).
   void open(bool append = false) {
-    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
+    // O_NOFOLLOW: a link planted where an output goes never redirects (or truncates) another file.
+    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (append ? O_APPEND : O_TRUNC), 0644);
     if (fd < 0) throw_errno(append ? "cannot open" : "cannot create", path, errno);
   }
 

@@ -4,7 +4,11 @@
 /// Spool (DESIGN.md §6): a file appears in `incoming/` (inotify, and a scan at
 /// start), is claimed by an atomic rename into `processing/`, run with its
 /// results beside it, and moved with them to `done/`; files left in
-/// `processing/` by a stop or a crash are resumed at start.
+/// `processing/` by a stop or a crash are resumed at start. A file that cannot
+/// run at all (unreadable; a results log beside it from another input) goes to
+/// `failed/` with NAME.error saying why, and the others go on; when the API
+/// refuses the token or TLS fails, the file waits in `processing/` and is tried
+/// again every minute. Symbolic links in the spool are never followed.
 ///
 /// systemd: READY=1 once the config is loaded and the spool is open, STATUS=
 /// every few seconds, RELOADING=1 on SIGHUP (the config is read again for the

@@ -186,3 +186,39 @@ TEST(ServeTest, AFileStoppedMidwayIsResumedAfterARestart) {
 
 }  // namespace
 }  // namespace orgpatch
+
+namespace orgpatch {
+namespace {
+
+TEST(ServeTest, AFileThatCannotRunIsSetAsideAndLinksAreIgnored) {
+  serve_setup s;
+  fs::create_directories(s.spool / "incoming");
+  fs::create_directories(s.spool / "processing");
+  // A results log beside it that belongs to another input: it cannot be resumed.
+  write_file((s.spool / "processing" / "stale.jsonl").string(), s.jobs_text(5, 0xc1));
+  write_file((s.spool / "processing" / "stale.jsonl.results.jsonl").string(),
+             R"({"orgpatchd":"0.1.0","run_id":"r","input":{"path":"x","size":1,"sha256":"00"},"started_at":"2026-11-26T00:00:00.000Z"})"
+             "\n");
+  // A symbolic link to a secret: never followed.
+  write_file(s.dir.file("secret"), "TOP-SECRET-CREDENTIAL\n");
+  fs::create_symlink(s.dir.file("secret"), s.spool / "incoming" / "link.jsonl");
+  write_file((s.spool / "incoming" / "good.jsonl").string(), s.jobs_text(10, 0xc2));
+  notify_socket notify(s.dir.file("notify.sock"));
+  test::child_with_stdin child(ORGPATCHD_BINARY, s.args(), {{"NOTIFY_SOCKET", notify.path()}}, s.dir.file("out"),
+                               s.dir.file("err"));
+  EXPECT_TRUE(s.wait_done("good.jsonl", 10, 20s)) << test::read_file(s.dir.file("err"));
+  EXPECT_TRUE(fs::exists(s.spool / "failed" / "stale.jsonl"));
+  EXPECT_NE(test::read_file((s.spool / "failed" / "stale.jsonl.error").string()).find("input changed"),
+            std::string::npos);
+  EXPECT_TRUE(fs::is_symlink(s.spool / "incoming" / "link.jsonl"));  // left where it was
+  for (const auto& e : fs::recursive_directory_iterator(s.spool)) {
+    if (fs::is_regular_file(fs::symlink_status(e.path()))) {
+      EXPECT_EQ(test::read_file(e.path().string()).find("TOP-SECRET"), std::string::npos) << e.path();
+    }
+  }
+  child.signal(SIGTERM);
+  EXPECT_EQ(child.wait(), 0);
+}
+
+}  // namespace
+}  // namespace orgpatch
