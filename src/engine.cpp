@@ -481,18 +481,24 @@ class batch {
 
   // --- results ---------------------------------------------------------------
 
-  void finish_ok(const job_state& st, unsigned status, double latency_ms, const response_info& info) {
+  // What every final line of a job says.
+  static job_result result_of(const job_state& st, outcome o, unsigned status, double latency_ms) {
     const job& j = st.j;
     job_result r;
     r.key = j.key;
     r.line = j.line;
     r.id = j.id;
     r.integrated_account_id = j.integrated_account_id;
-    r.result = outcome::ok;
+    r.result = o;
     r.http_status = status;
     r.attempts = st.attempts;
     r.latency_ms = latency_ms;
     r.finished_at = std::chrono::system_clock::now();
+    return r;
+  }
+
+  void finish_ok(const job_state& st, unsigned status, double latency_ms, const response_info& info) {
+    job_result r = result_of(st, outcome::ok, status, latency_ms);
     r.response_id = info.id;
     r.response_name = info.name;
     r.response_updated_at = info.updated_at;
@@ -506,16 +512,7 @@ class batch {
   void finish(const job_state& st, outcome o, unsigned status, double latency_ms, std::string_view kind,
               const std::string& message, bool remote) {
     const job& j = st.j;
-    job_result r;
-    r.key = j.key;
-    r.line = j.line;
-    r.id = j.id;
-    r.integrated_account_id = j.integrated_account_id;
-    r.result = o;
-    r.http_status = status;
-    r.attempts = st.attempts;
-    r.latency_ms = latency_ms;
-    r.finished_at = std::chrono::system_clock::now();
+    job_result r = result_of(st, o, status, latency_ms);
     r.error_kind = kind;
     r.error_message = message;
     r.error_remote = remote;

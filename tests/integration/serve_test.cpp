@@ -151,7 +151,6 @@ TEST(ServeTest, SpoolFilesFromStartAndWhileRunningAreAllCompleted) {
 TEST(ServeTest, AFileStoppedMidwayIsResumedAfterARestart) {
   serve_setup s;
   // Paced so that SIGTERM lands in the middle of the file.
-  write_file(s.dir.file("orgpatchd.yaml"), test::read_file(s.dir.file("orgpatchd.yaml")) + "");
   std::string cfg = test::read_file(s.dir.file("orgpatchd.yaml"));
   cfg.replace(cfg.find("requests_per_second: 0,"), std::string("requests_per_second: 0,").size(),
               "requests_per_second: 400, burst: 5,");

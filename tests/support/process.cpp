@@ -109,15 +109,7 @@ process_result run_process(const std::string& program, const std::vector<std::st
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  std::map<std::string, std::string> merged;
-  for (char** e = environ; *e; ++e) {
-    std::string kv(*e);
-    const auto eq = kv.find('=');
-    if (eq != std::string::npos) merged[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  for (const auto& [k, v] : env) merged[k] = v;
-  std::vector<std::string> env_s;
-  for (const auto& [k, v] : merged) env_s.push_back(k + "=" + v);
+  auto env_s = environment_with(env);
   std::vector<char*> envp;
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
