@@ -55,7 +55,7 @@ std::size_t scheduler::candidate(const account& a) const {
   const std::size_t n = std::min<std::size_t>(a.queue.size(), k_scan);
   for (std::size_t i = 0; i < n; ++i) {
     const job_state& s = *a.queue[i];
-    auto it = busy_orgs_.find(org_key(s.j));
+    auto it = busy_orgs_.find(s.org);
     if (it == busy_orgs_.end() || it->second == s.j.line) return i;
   }
   return k_none;
@@ -98,6 +98,7 @@ void scheduler::add(std::unique_ptr<job_state> s, clock_type::time_point now) {
     plan_reload(a);
     return;
   }
+  if (s->org.empty()) s->org = org_key(s->j);  // once per job, not per look
   a.queue.push_back(std::move(s));  // the newest line: the end keeps the order
   ++parsed_;
   starved_ = false;
@@ -127,6 +128,7 @@ std::vector<std::pair<std::string, spilled_job>> scheduler::take_reloads() {
 
 void scheduler::load(std::unique_ptr<job_state> s, clock_type::time_point now) {
   account& a = account_of(s->j.integrated_account_id);
+  if (s->org.empty()) s->org = org_key(s->j);
   if (a.reload_outstanding > 0) --a.reload_outstanding;
   // Keep the queue sorted by line (reloads arrive in order: usually the end).
   auto pos = a.queue.end();
@@ -188,7 +190,7 @@ scheduler::pick_result scheduler::pick(clock_type::time_point now) {
     --parsed_;
     a.bucket.take(now);
     token_.take(now);
-    busy_orgs_[org_key(r.job->j)] = r.job->j.line;
+    busy_orgs_[r.job->org] = r.job->j.line;
     evaluate(a, now);
     starved_ = false;
     return r;
@@ -223,8 +225,7 @@ void scheduler::requeue_unsent(std::unique_ptr<job_state> s, clock_type::time_po
 }
 
 void scheduler::finished(const job_state& s, clock_type::time_point now) {
-  const auto key = org_key(s.j);
-  if (auto it = busy_orgs_.find(key); it != busy_orgs_.end() && it->second == s.j.line) busy_orgs_.erase(it);
+  if (auto it = busy_orgs_.find(s.org); it != busy_orgs_.end() && it->second == s.j.line) busy_orgs_.erase(it);
   evaluate(account_of(s.j.integrated_account_id), now);
 }
 

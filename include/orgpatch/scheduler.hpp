@@ -33,6 +33,7 @@ struct job_state {
   unsigned attempts = 0;            ///< attempts counted so far (429s excluded)
   clock_type::time_point first_attempt{};  ///< epoch until the first attempt
   std::string idempotency_key;      ///< resolved (given or derived)
+  std::string org;                  ///< org_key(j), laid out once by the scheduler
 };
 
 /// A job kept only as where to re-read it (16 bytes), past the look-ahead.
