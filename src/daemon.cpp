@@ -2,6 +2,7 @@
 
 #include "orgpatch/asio.hpp"
 #include "orgpatch/engine.hpp"
+#include "orgpatch/sources/redis_source.hpp"
 
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
@@ -111,11 +112,23 @@ class spool_daemon {
       spdlog::error("spool {}: {}", spool_.string(), e.what());
       return 1;
     }
+    if (opt_.cfg.serve.redis.url) {
+      try {
+        stream_ = std::make_unique<redis_source>(io_.get_executor(), redis_source_params_from(opt_.cfg));
+      } catch (const std::exception& e) {
+        spdlog::error("{}", e.what());
+        return 1;
+      }
+      stream_->start();
+      start_stream_session();
+    }
     watch_signals();
     schedule_status();
     schedule_watchdog();
-    notify(fmt::format("READY=1\nSTATUS=ready: spool {}, {} file(s) queued", spool_.string(), queue_.size()));
-    spdlog::info("serving spool {} → {}", spool_.string(), opt_.cfg.api.base_url);
+    notify(fmt::format("READY=1\nSTATUS=ready: spool {}, {} file(s) queued{}", spool_.string(), queue_.size(),
+                       stream_ ? "; " + stream_->name() : std::string()));
+    spdlog::info("serving spool {}{} → {}", spool_.string(), stream_ ? " and " + stream_->name() : std::string(),
+                 opt_.cfg.api.base_url);
     next();
     io_.run();
     spdlog::info("stopped");
@@ -226,7 +239,7 @@ class spool_daemon {
     current_.reset();
     current_name_.clear();
     if (stopping_) {
-      finish();
+      maybe_finish();
       return;
     }
     next();
@@ -258,6 +271,53 @@ class spool_daemon {
     }
   }
 
+  // --- the Redis stream ----------------------------------------------------------
+
+  // The stream's results go beside the spool unless output.* names them.
+  std::string stream_output(const std::optional<std::string>& configured, const char* name) const {
+    if (configured) return *configured;
+    return (spool_.parent_path() / name).string();
+  }
+
+  void start_stream_session() {
+    if (stream_session_ || stopping_) return;
+    run_options o;
+    o.input = stream_->name();
+    o.cfg = opt_.cfg;
+    o.cfg.output.results = stream_output(opt_.cfg.output.results, "stream.results.jsonl");
+    o.cfg.output.dead_letter = stream_output(opt_.cfg.output.dead_letter, "stream.failed.jsonl");
+    o.token = opt_.token;
+    o.handle_signals = false;
+    spdlog::info("{}: consumer {} in group {}; results in {}", stream_->name(), stream_->consumer(),
+                 opt_.cfg.serve.redis.group, *o.cfg.output.results);
+    // Idempotency keys come from the stream's name and each job's key: the
+    // same on every host that may take an entry over.
+    stream_session_ = std::make_unique<run_session>(io_, std::move(o), *stream_, "redis-stream:" + opt_.cfg.serve.redis.stream);
+    stream_session_->start([this] { net::post(io_, [this] { stream_session_done(); }); });
+  }
+
+  void stream_session_done() {
+    const run_report r = stream_session_->take_report();
+    stream_session_.reset();
+    stream_jobs_ += r.metrics.jobs();
+    if (stopping_) {
+      stream_->shutdown(std::chrono::seconds(5), [this] {
+        stream_closed_ = true;
+        maybe_finish();
+      });
+      return;
+    }
+    // It stopped on its own: the token refused, TLS, an unwritable results
+    // file. What it held is released (taken over once idle) and it starts again.
+    spdlog::error("{}: {} — trying again in {} s", stream_->name(),
+                  r.fatal_error.empty() ? std::string("the run ended") : r.fatal_error, k_retry_s);
+    stream_->release_unfinished();
+    stream_retry_timer_.expires_after(std::chrono::seconds(k_retry_s));
+    stream_retry_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec && !finished_) start_stream_session();
+    });
+  }
+
   // --- signals, status, watchdog ------------------------------------------------
 
   void watch_signals() {
@@ -287,21 +347,33 @@ class spool_daemon {
   void stop(int signo) {
     if (stopping_) {
       if (current_) current_->stop(true);  // a second signal: at once
+      if (stream_session_) stream_session_->stop(true);
       return;
     }
     stopping_ = true;
     notify("STOPPING=1");
     spdlog::info("{}: finishing the requests in flight (up to {} s)", signo == SIGINT ? "SIGINT" : "SIGTERM",
                  opt_.cfg.shutdown_grace_s);
-    if (!current_) {
-      finish();
-      return;
-    }
-    current_->stop(false);
+    stream_retry_timer_.cancel();
+    if (current_) current_->stop(false);
+    if (stream_session_) stream_session_->stop(false);
+    else if (stream_ && !stream_closed_) stream_->shutdown(std::chrono::seconds(5), [this] {
+        stream_closed_ = true;
+        maybe_finish();
+      });
     grace_timer_.expires_after(std::chrono::seconds(opt_.cfg.shutdown_grace_s));
     grace_timer_.async_wait([this](boost::system::error_code ec) {
-      if (!ec && current_) current_->stop(true);
+      if (ec) return;
+      if (current_) current_->stop(true);
+      if (stream_session_) stream_session_->stop(true);
     });
+    maybe_finish();
+  }
+
+  // Stopping, and nothing runs any more: the spool's file and the stream are done.
+  void maybe_finish() {
+    if (!stopping_ || finished_ || current_ || stream_session_ || (stream_ && !stream_closed_)) return;
+    finish();
   }
 
   void finish() {
@@ -312,6 +384,7 @@ class spool_daemon {
     watchdog_timer_.cancel();
     grace_timer_.cancel();
     retry_timer_.cancel();
+    stream_retry_timer_.cancel();
     inotify_.close(ignored);
   }
 
@@ -326,6 +399,14 @@ class spool_daemon {
                              current_name_, m.jobs(), m.ok(), m.jobs() - m.ok(), queue_.size(), finished_files_);
       } else {
         status = fmt::format("STATUS=idle: {} file(s) and {} jobs done since start", finished_files_, finished_jobs_);
+      }
+      if (stream_) {
+        const auto& st = stream_->stats();
+        const std::uint64_t now_jobs = stream_jobs_ + (stream_session_ ? stream_session_->report().metrics.jobs() : 0);
+        status += fmt::format("; stream {}: {} jobs done, {} held, {}", opt_.cfg.serve.redis.stream, now_jobs,
+                              stream_->held(), stream_->ready() ? "connected" : "Redis unreachable");
+        if (st.claimed || st.dead_lettered)
+          status += fmt::format(", {} taken over, {} dead-lettered", st.claimed, st.dead_lettered);
       }
       notify(status);
       schedule_status();
@@ -361,6 +442,11 @@ class spool_daemon {
   std::chrono::microseconds watchdog_interval_{0};
   std::deque<std::string> queue_;
   std::unique_ptr<run_session> current_;
+  net::steady_timer stream_retry_timer_{io_};
+  std::unique_ptr<redis_source> stream_;  // after io_: destroyed before it
+  std::unique_ptr<run_session> stream_session_;
+  std::uint64_t stream_jobs_ = 0;
+  bool stream_closed_ = false;
   std::string current_name_;
   std::uint64_t finished_files_ = 0;
   std::uint64_t finished_jobs_ = 0;

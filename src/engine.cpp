@@ -4,12 +4,15 @@
 #include "orgpatch/connection_pool.hpp"
 #include "orgpatch/error.hpp"
 #include "orgpatch/rate_limiter.hpp"
+#include "orgpatch/redis.hpp"
+#include "orgpatch/redis_limiter.hpp"
 #include "orgpatch/scheduler.hpp"
 #include "orgpatch/request.hpp"
 #include "orgpatch/response.hpp"
 #include "orgpatch/results.hpp"
 #include "orgpatch/retry.hpp"
 #include "orgpatch/sources/file_source.hpp"
+#include "orgpatch/sources/job_source.hpp"
 
 #include <boost/asio/detached.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -117,12 +120,62 @@ bool non_empty_file_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && st.st_size > 0;
 }
 
+/// A job file or standard input as the engine's source: a quiet pipe is waited
+/// for on the io_context, never read in a blocking way.
+class file_job_source final : public job_source {
+ public:
+  file_job_source(net::io_context& io, std::unique_ptr<file_source> file) : io_(io), file_(std::move(file)) {
+    if (!file_->seekable()) file_->make_nonblocking();
+  }
+
+  std::optional<source_item> next() override { return file_->next(); }
+  bool ended() const noexcept override { return !file_->would_block(); }
+
+  void wait_readable(std::function<void()> wake) override {
+    wake_ = std::move(wake);
+    if (desc_) return;
+    const int fd = ::dup(file_->native_handle());
+    if (fd < 0) {
+      spdlog::error("{}: cannot wait for input: {}", file_->path(), std::strerror(errno));
+      net::post(io_, [this] { woken(); });
+      return;
+    }
+    desc_.emplace(io_, fd);
+    desc_->async_wait(net::posix::stream_descriptor::wait_read, [this](boost::system::error_code) {
+      desc_.reset();
+      woken();
+    });
+  }
+
+  void cancel_wait() override {
+    if (desc_) desc_->cancel();
+  }
+
+  bool seekable() const noexcept override { return file_->seekable(); }
+  std::variant<job, input_error> reread(std::uint64_t offset, std::uint64_t line) const override {
+    return file_->reread(offset, line);
+  }
+  std::string where(std::uint64_t line, const std::string&) const override {
+    return fmt::format("{}:{}", file_->path(), line);
+  }
+
+ private:
+  void woken() {
+    if (auto w = std::exchange(wake_, {})) w();
+  }
+
+  net::io_context& io_;
+  std::unique_ptr<file_source> file_;
+  std::optional<net::posix::stream_descriptor> desc_;
+  std::function<void()> wake_;
+};
+
 /// One batch run: a dispatcher feeds the scheduler from the input and starts an
 /// attempt for each job it picks, up to http.connections at once; attempts hand
 /// retries back to the scheduler. One thread, no locks.
 class batch {
  public:
-  batch(net::io_context& io, const run_options& o, run_report& report, file_source& source, results_sink& sink,
+  batch(net::io_context& io, const run_options& o, run_report& report, job_source& source, results_sink& sink,
         std::string run_id, const results_log* earlier)
       : opt_(o),
         earlier_(earlier),
@@ -141,15 +194,20 @@ class batch {
         scheduler_(scheduler_params{cfg_.rate_limit.requests_per_second, cfg_.rate_limit.burst,
                                     cfg_.rate_limit.per_account_requests_per_second,
                                     cfg_.rate_limit.per_account_burst, cfg_.rate_limit.adaptive,
-                                    std::max<std::size_t>(k_look_ahead, 4 * std::size_t{cfg_.http.connections}),
-                                    k_account_keep, source.seekable()}),
+                                    look_ahead(source, cfg_.http.connections), k_account_keep, source.seekable()}),
         budget_(cfg_.retry.budget_percent),
         parser_(cfg_.http.max_response_bytes),
         signals_(io_),
         grace_timer_(io_),
         sync_timer_(io_),
         wakeup_(io_),
-        rng_(std::random_device{}()) {}
+        rng_(std::random_device{}()) {
+    if (cfg_.serve.redis.url && (cfg_.rate_limit.requests_per_second > 0 || cfg_.rate_limit.per_account_requests_per_second > 0))
+      shared_.emplace(io_.get_executor(), shared_limits_params{parse_redis_url(*cfg_.serve.redis.url), token_limit_name(o.token),
+                                                              cfg_.rate_limit.requests_per_second, cfg_.rate_limit.burst,
+                                                              cfg_.rate_limit.per_account_requests_per_second,
+                                                              cfg_.rate_limit.per_account_burst});
+  }
 
   /// Starts the run on the io_context; `on_done` is posted when it is over
   /// (then call finish()).
@@ -174,13 +232,13 @@ class batch {
       dispatcher_done_ = true;
       maybe_all_done();
     });
-    if (!source_.seekable()) source_.make_nonblocking();
   }
 
   /// After the run is over: the last lines out, the exit code and the summary.
   void finish() {
     try {
       sink_.flush();
+      if (!acks_.empty()) source_.acknowledge(std::exchange(acks_, {}));
     } catch (const std::exception& e) {
       if (report_.fatal_error.empty()) report_.fatal_error = e.what();
     }
@@ -241,7 +299,7 @@ class batch {
         wait = picked.wait;
         // Starved for jobs an account may send: read further before waiting,
         // letting answers, timers and signals in between the blocks.
-        if (!eof_ && !input_desc_ && scheduler_.wants_more(now)) {
+        if (!eof_ && !waiting_input_ && scheduler_.wants_more(now)) {
           co_await net::post(io_.get_executor(), net::use_awaitable);
           continue;
         }
@@ -255,19 +313,20 @@ class batch {
 
   void notify() { wakeup_.cancel(); }
 
-  // A pipe with nothing to read yet: wake the dispatcher when it has.
+  // A quiet pipe or stream: wake the dispatcher when it has more.
   void wait_for_input() {
-    if (input_desc_) return;
-    const int fd = ::dup(source_.native_handle());
-    if (fd < 0) {
-      stop_run(fmt::format("{}: cannot wait for input: {}", opt_.input, std::strerror(errno)));
-      return;
-    }
-    input_desc_.emplace(io_, fd);
-    input_desc_->async_wait(net::posix::stream_descriptor::wait_read, [this](boost::system::error_code) {
-      input_desc_.reset();
+    if (waiting_input_) return;
+    waiting_input_ = true;
+    source_.wait_readable([this] {
+      waiting_input_ = false;
       notify();
     });
+  }
+
+  // Streams hold few jobs ahead: what one instance holds, the others cannot take.
+  static std::size_t look_ahead(const job_source& source, unsigned connections) {
+    if (source.acknowledges()) return std::max<std::size_t>(k_stream_look_ahead, 4 * std::size_t{connections});
+    return std::max<std::size_t>(k_look_ahead, 4 * std::size_t{connections});
   }
 
   // Reads input while the scheduler wants more, a bounded batch per turn so that
@@ -282,19 +341,20 @@ class batch {
         return;
       }
       if (!item) {
-        if (source_.would_block()) wait_for_input();
-        else eof_ = true;
+        if (source_.ended()) eof_ = true;
+        else wait_for_input();
         return;
       }
       if (earlier_ && earlier_->has(item->line)) continue;  // finished before: never sent again
       ++jobs_read_;
       if (auto* err = std::get_if<input_error>(&item->parsed)) {
-        record_invalid(item->line, item->key, item->source, *err);
+        record_invalid(item->line, item->key, item->source, *err, item->entry_id);
         continue;
       }
       auto s = std::make_unique<job_state>();
       s->j = std::move(std::get<job>(item->parsed));
       s->offset = item->offset;
+      s->entry_id = std::move(item->entry_id);
       scheduler_.add(std::move(s), now);
     }
   }
@@ -361,6 +421,12 @@ class batch {
 
     std::string request;
     build_request(request, request_target(endpoint_, j), common_headers_, st.idempotency_key, j.body);
+
+    // With Redis, every instance draws on the same budgets (local ones still apply).
+    if (shared_) {
+      co_await shared_->take(j.integrated_account_id);
+      if (hard_stop_) co_return;
+    }
 
     std::optional<lease> conn;
     try {
@@ -486,7 +552,8 @@ class batch {
     const job& j = st.j;
     job_result r;
     r.key = j.key;
-    r.line = j.line;
+    r.line = st.entry_id.empty() ? j.line : 0;
+    r.entry = st.entry_id;
     r.id = j.id;
     r.integrated_account_id = j.integrated_account_id;
     r.result = o;
@@ -504,6 +571,7 @@ class batch {
     r.response_updated_at = info.updated_at;
     if (!info.json_valid) r.warning = "the 2xx response body was not valid JSON";
     sink_.add(r, {}, {}, {});
+    note_entry(st.entry_id, r);
     report_.metrics.job_finished(outcome::ok);
     scheduler_.finished(st, clock_type::now());
     schedule_flush();
@@ -519,29 +587,55 @@ class batch {
     // Dead letter: the job as given, with the identity it ran under, so running
     // the dead-letter file again cannot apply it twice. (An added key cannot be
     // the bare line number: explicit keys may not be all digits.)
-    const std::string added_key = j.key_given ? std::string() : fmt::format("line-{}", j.line);
+    // A stream's job without its own key keeps its entry id.
+    const std::string added_key =
+        j.key_given ? std::string() : (st.entry_id.empty() ? fmt::format("line-{}", j.line) : j.key);
     sink_.add(r, j.source, added_key, j.idempotency_key.empty() ? std::string_view(st.idempotency_key) : "");
+    note_entry(st.entry_id, r);
     report_.metrics.job_finished(o);
     scheduler_.finished(st, clock_type::now());
-    note_failure(fmt::format("{}:{}: job {}: {}{}", opt_.input, j.line, j.key, to_string(o),
+    note_failure(fmt::format("{}: job {}: {}{}", source_.where(j.line, st.entry_id), j.key, to_string(o),
                              status ? fmt::format(" (HTTP {})", status) : std::string()),
                  message);
     schedule_flush();
   }
 
-  void record_invalid(std::uint64_t line, const std::string& key, const std::string& source, const input_error& err) {
+  void record_invalid(std::uint64_t line, const std::string& key, const std::string& source, const input_error& err,
+                      const std::string& entry_id = {}) {
     const std::string message = err.to_string();
     job_result r;
     r.key = key;
-    r.line = line;
+    r.line = entry_id.empty() ? line : 0;
+    r.entry = entry_id;
     r.result = outcome::invalid;
     r.finished_at = std::chrono::system_clock::now();
     r.error_kind = "input";
     r.error_message = message;
     sink_.add(r, source, {}, {});
+    note_entry(entry_id, r);
     report_.metrics.job_finished(outcome::invalid);
-    note_failure(fmt::format("{}:{}: invalid", opt_.input, line), message);
+    note_failure(fmt::format("{}: invalid", source_.where(line, entry_id)), message);
     schedule_flush();
+  }
+
+  // A stream's entry is acknowledged once its line is written (see flush_lines).
+  void note_entry(const std::string& entry_id, const job_result& r) {
+    if (entry_id.empty() || !source_.acknowledges()) return;
+    finished_entry e{entry_id, {}};
+    if (source_.publishes_results()) append_result_line(e.result_line, r);
+    acks_.push_back(std::move(e));
+  }
+
+  // Writes the gathered lines; then (and only then) their entries are acknowledged.
+  bool flush_lines() {
+    try {
+      sink_.flush();
+    } catch (const std::exception& e) {
+      stop_run(e.what());
+      return false;
+    }
+    if (!acks_.empty()) source_.acknowledge(std::exchange(acks_, {}));
+    return true;
   }
 
   // The first failures are logged; the rest are in the results file.
@@ -560,11 +654,7 @@ class batch {
     flush_posted_ = true;
     net::post(io_, [this] {
       flush_posted_ = false;
-      try {
-        sink_.flush();
-      } catch (const std::exception& e) {
-        stop_run(e.what());
-      }
+      flush_lines();
     });
   }
 
@@ -580,7 +670,8 @@ class batch {
     stopping_ = true;
     hard_stop_ = true;
     pool_.close_all();
-    if (input_desc_) input_desc_->cancel();
+    if (shared_) shared_->close();
+    source_.cancel_wait();
     notify();
   }
 
@@ -589,13 +680,7 @@ class batch {
     sync_timer_.expires_after(std::chrono::milliseconds(100));
     sync_timer_.async_wait([this](boost::system::error_code ec) {
       if (ec || done_) return;
-      try {
-        sink_.flush();
-      } catch (const std::exception& e) {
-        stop_run(e.what());
-        return;
-      }
-      schedule_sync();
+      if (flush_lines()) schedule_sync();
     });
   }
 
@@ -639,7 +724,8 @@ class batch {
     grace_timer_.cancel();
     sync_timer_.cancel();
     wakeup_.cancel();
-    if (input_desc_) input_desc_->cancel();
+    source_.cancel_wait();
+    if (shared_) shared_->close();
     if (on_done_) net::post(io_, std::move(on_done_));
   }
 
@@ -655,6 +741,7 @@ class batch {
   }
 
   static constexpr std::size_t k_look_ahead = 10000;
+  static constexpr std::size_t k_stream_look_ahead = 64;
   static constexpr std::size_t k_account_keep = 64;
   static constexpr unsigned k_read_batch = 1024;
   static constexpr unsigned k_failures_logged = 20;
@@ -666,7 +753,7 @@ class batch {
   const results_log* earlier_;  // the resumed run's finished lines, or null
   const config& cfg_;
   run_report& report_;
-  file_source& source_;
+  job_source& source_;
   results_sink& sink_;
   std::string run_id_;
   net::io_context& io_;
@@ -683,12 +770,14 @@ class batch {
   net::steady_timer sync_timer_;
   steady_timer wakeup_;
   std::mt19937_64 rng_;
-  std::optional<net::posix::stream_descriptor> input_desc_;  // set while waiting for a quiet pipe
+  std::optional<shared_limits> shared_;  // with Redis: the budgets every instance shares
+  std::vector<finished_entry> acks_;     // written to the sink, to acknowledge after the flush
   std::uint64_t jobs_read_ = 0;
   unsigned in_flight_ = 0;
   unsigned failures_logged_ = 0;
   int signal_ = 0;
   bool eof_ = false;
+  bool waiting_input_ = false;
   bool stopping_ = false;
   bool hard_stop_ = false;
   bool flush_posted_ = false;
@@ -730,7 +819,7 @@ struct run_session::impl {
   run_options options;
   run_report report;
   std::optional<results_log> earlier;
-  std::unique_ptr<file_source> source;
+  std::unique_ptr<job_source> source;  // the file's (a stream's belongs to the caller)
   std::unique_ptr<results_sink> sink;
   std::unique_ptr<batch> b;
   bool finished = false;
@@ -798,9 +887,10 @@ run_session::run_session(net::io_context& io, run_options options) : impl_(std::
       return;
     }
 
-    impl_->source = std::make_unique<file_source>(
-        o.input, job_parse_options{o.cfg.api.default_integrated_account_id, &o.cfg.api.default_query},
-        o.cfg.input.max_line_bytes);
+    impl_->source = std::make_unique<file_job_source>(
+        io, std::make_unique<file_source>(
+                o.input, job_parse_options{o.cfg.api.default_integrated_account_id, &o.cfg.api.default_query},
+                o.cfg.input.max_line_bytes));
     report.run_id = earlier ? earlier->header.run_id : random_run_id();
     run_header header{ORGPATCH_VERSION, report.run_id, o.input, fp.size, fp.sha256, std::chrono::system_clock::now()};
     impl_->sink = std::make_unique<results_sink>(results, dead, o.cfg.output.fsync, header,
@@ -811,7 +901,7 @@ run_session::run_session(net::io_context& io, run_options options) : impl_(std::
       spdlog::info("{}: resuming run {}: {} jobs finished before ({} not ok)", results, report.run_id,
                    earlier->finished, report.summary.resumed_not_ok);
     }
-    impl_->b = std::make_unique<batch>(io, o, report, *impl_->source, *impl_->sink, report.run_id,
+    impl_->b = std::make_unique<batch>(io, impl_->options, report, *impl_->source, *impl_->sink, report.run_id,
                                        earlier ? &*earlier : nullptr);
   } catch (const std::exception& e) {
     impl_->b.reset();
@@ -820,6 +910,34 @@ run_session::run_session(net::io_context& io, run_options options) : impl_(std::
       fail(e.what());
       return;
     }
+  }
+}
+
+run_session::run_session(net::io_context& io, run_options options, job_source& source, std::string identity)
+    : impl_(std::make_unique<impl>()) {
+  impl_->options = std::move(options);
+  const run_options& o = impl_->options;
+  run_report& report = impl_->report;
+  try {
+    validate_config(o.cfg);
+    if (auto why = check_token(o.token); !why.empty()) throw std::runtime_error(why);
+    if (!o.cfg.output.results || !o.cfg.output.dead_letter)
+      throw std::runtime_error(fmt::format("{}: the results and dead-letter files must be given", o.input));
+    if (same_file(*o.cfg.output.results, *o.cfg.output.dead_letter))
+      throw std::runtime_error("the results file and the dead-letter file must differ");
+    report.summary.results_path = *o.cfg.output.results;
+    report.summary.dead_letter_path = *o.cfg.output.dead_letter;
+    report.run_id = std::move(identity);
+    // The stream's pending entries are the journal: the files are only appended to.
+    run_header header{ORGPATCH_VERSION, report.run_id, o.input, 0, {}, std::chrono::system_clock::now()};
+    impl_->sink = std::make_unique<results_sink>(*o.cfg.output.results, *o.cfg.output.dead_letter, o.cfg.output.fsync,
+                                                 header, sink_open::resume);
+    impl_->b = std::make_unique<batch>(io, o, report, source, *impl_->sink, report.run_id, nullptr);
+  } catch (const std::exception& e) {
+    impl_->b.reset();
+    impl_->sink.reset();
+    report.exit_code = 1;
+    report.fatal_error = e.what();
   }
 }
 

@@ -1,6 +1,7 @@
 // orgpatchd: parses the command line and dispatches; the work is in the engine.
 #include "orgpatch/config.hpp"
 #include "orgpatch/daemon.hpp"
+#include "orgpatch/sources/redis_source.hpp"
 #include "orgpatch/engine.hpp"
 #include "orgpatch/request.hpp"
 #include "orgpatch/sources/file_source.hpp"
@@ -228,8 +229,6 @@ int cmd_serve(const std::vector<std::string>& args) {
   config cfg = config_file ? load_config(*config_file) : config{};
   setup_logging(cfg.log.level, true);
   validate_config(cfg);
-  if (cfg.serve.redis.url)
-    spdlog::warn("serve.redis: the Redis stream source is not available yet; only the spool is served");
   if (!cfg.tls.verify) spdlog::warn("tls.verify is false: the server's certificate is NOT checked");
   return serve(serve_options{cfg, config_file, load_token(token_file, cfg)});
 }
@@ -244,6 +243,17 @@ int cmd_submit(const std::vector<std::string>& args) {
   }
   if (!file) throw usage_error("submit: which job file?");
   config cfg = config_file ? load_config(*config_file) : config{};
+  if (cfg.serve.redis.url) {
+    // Onto the stream: every line checked first, then all added, pipelined.
+    try {
+      const auto added = submit_to_stream(cfg, *file, stderr);
+      std::printf("added %llu job(s) to %s\n", static_cast<unsigned long long>(added), cfg.serve.redis.stream.c_str());
+      return 0;
+    } catch (const std::invalid_argument& e) {  // broken lines: nothing was added
+      std::fprintf(stderr, "orgpatchd: %s\n", e.what());
+      return 2;
+    }
+  }
   const std::string queued = submit_to_spool(cfg.serve.spool_dir, *file);
   std::printf("queued %s\n", queued.c_str());
   return 0;

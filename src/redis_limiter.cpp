@@ -4,6 +4,7 @@
 
 #include <boost/asio/this_coro.hpp>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <openssl/evp.h>
 
 namespace orgpatch {
@@ -166,6 +167,85 @@ net::awaitable<error_code> shared_bucket::take() {
     fetching_ = false;
     wake_.cancel();
     co_return result;
+  }
+}
+
+shared_limits::shared_limits(net::any_io_executor ex, shared_limits_params params)
+    : params_(std::move(params)),
+      conn_(ex),
+      limiter_(conn_),
+      token_(limiter_, ex, shared_bucket_params{params_.token_name, params_.rate, params_.burst}),
+      connected_(ex) {
+  connected_.expires_at(steady_timer::time_point::max());
+}
+
+void shared_limits::close() noexcept {
+  closed_ = true;
+  conn_.close();
+  connected_.cancel();
+}
+
+void shared_limits::degrade(const std::string& why) {
+  if (!degraded_) {
+    spdlog::warn("shared rate limits: Redis at {}:{} unreachable ({}); each instance keeps to its own limits until it is back",
+                 params_.redis.host, params_.redis.port, why);
+  }
+  degraded_ = true;
+}
+
+// Connected, or a connection attempt made now (at most once a second) succeeded;
+// takers arriving during an attempt wait for it.
+net::awaitable<bool> shared_limits::ensure_connected() {
+  while (!closed_ && !conn_.connected()) {
+    if (connecting_) {
+      co_await connected_.async_wait(use_tuple);
+      continue;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_connect_) co_return false;
+    next_connect_ = now + std::chrono::seconds(1);
+    connecting_ = true;
+    const auto ec = co_await conn_.connect(params_.redis.host, params_.redis.port, params_.connect_timeout);
+    connecting_ = false;
+    connected_.cancel();
+    connected_.expires_at(steady_timer::time_point::max());
+    if (ec) {
+      degrade(conn_.last_error().empty() ? ec.message() : conn_.last_error());
+      co_return false;
+    }
+    if (degraded_) spdlog::info("shared rate limits: Redis at {}:{} is back", params_.redis.host, params_.redis.port);
+    degraded_ = false;
+  }
+  co_return !closed_;
+}
+
+net::awaitable<void> shared_limits::take(std::string account) {
+  if (closed_) co_return;
+  if (!co_await ensure_connected()) {
+    if (!closed_) ++unshared_;
+    co_return;
+  }
+  if (params_.rate > 0) {
+    if (auto ec = co_await token_.take()) {
+      if (!closed_) {
+        degrade(limiter_.last_error().empty() ? ec.message() : limiter_.last_error());
+        ++unshared_;
+      }
+      co_return;
+    }
+  }
+  if (params_.account_rate > 0 && !closed_) {
+    auto& bucket = accounts_[account];
+    if (!bucket)
+      bucket = std::make_unique<shared_bucket>(
+          limiter_, connected_.get_executor(),
+          shared_bucket_params{account, params_.account_rate, params_.account_burst});
+    if (auto ec = co_await bucket->take()) {
+      if (!closed_) {
+        degrade(limiter_.last_error().empty() ? ec.message() : limiter_.last_error());
+        ++unshared_;
+      }
+    }
   }
 }
 

@@ -258,7 +258,11 @@ void append_utc_timestamp(std::string& out, std::chrono::system_clock::time_poin
 void append_result_line(std::string& out, const job_result& r) {
   out += "{\"key\":";
   append_json_string(out, r.key);
-  append_fmt(out, ",\"line\":{}", r.line);
+  if (r.line != 0) append_fmt(out, ",\"line\":{}", r.line);
+  if (!r.entry.empty()) {
+    out += ",\"entry\":";
+    append_json_string(out, r.entry);
+  }
   if (!r.id.empty()) {
     out += ",\"id\":";
     append_json_string(out, r.id);

@@ -18,6 +18,8 @@ class io_context;
 
 namespace orgpatch {
 
+class job_source;
+
 struct run_options {
   std::string input;   ///< a path, or "-" for standard input
   config cfg;          ///< flags already applied
@@ -47,6 +49,16 @@ class run_session {
   /// Prepares the run (never throws): when it cannot run, report().exit_code is
   /// 1 and report().fatal_error says why, and start() only calls `on_done`.
   run_session(boost::asio::io_context& io, run_options options);
+
+  /// A run over a source that does not end by itself (the Redis stream of
+  /// `serve`): no fingerprint and no resume (the stream's pending entries are
+  /// its journal); the results and dead-letter files (`cfg.output`, both
+  /// required) are appended to. `options.input` names the source in the header
+  /// and messages; `identity` is the run id, from which (with each job's key)
+  /// idempotency keys are derived, so it must be the same on every host (the
+  /// stream's name). `source` must outlive the session; it receives the
+  /// finished entries to acknowledge, the last ones when the run is over.
+  run_session(boost::asio::io_context& io, run_options options, job_source& source, std::string identity);
   ~run_session();
   run_session(const run_session&) = delete;
   run_session& operator=(const run_session&) = delete;

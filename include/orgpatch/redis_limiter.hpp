@@ -45,9 +45,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 namespace orgpatch {
 
@@ -213,6 +215,54 @@ class shared_bucket {
   std::uint64_t round_trips_ = 0;
   std::uint64_t fetched_ = 0;
   std::uint64_t wasted_ = 0;
+};
+
+/// What a shared_limits enforces (a plain aggregate beside the class).
+struct shared_limits_params {
+  redis_endpoint redis;
+  std::string token_name;      ///< token_limit_name(token): never the token itself
+  double rate = 0;             ///< the token's requests/s (0: not shared)
+  double burst = 1;
+  double account_rate = 0;     ///< each account's requests/s (0: not shared)
+  double account_burst = 1;
+  std::chrono::milliseconds connect_timeout{2000};
+};
+
+/// The token's limit and every account's limit shared by all instances through
+/// one Redis connection of its own: take(account) waits until both budgets
+/// allow one request. Redis down: take() returns at once, so only the local
+/// limiter applies (each instance at the full rate); a warning is logged once
+/// per outage and a reconnection is tried at most once a second. Not
+/// thread-safe; destroy before the io_context.
+class shared_limits {
+ public:
+  shared_limits(boost::asio::any_io_executor ex, shared_limits_params params);
+
+  /// Waits for one request's token of the API token's limit and of `account`'s.
+  /// Never fails: see above for Redis being down. After close(), returns at once.
+  boost::asio::awaitable<void> take(std::string account);
+
+  /// Closes the connection: pending take() calls return.
+  void close() noexcept;
+
+  /// Requests that went without the shared budgets (Redis unreachable).
+  std::uint64_t unshared() const noexcept { return unshared_; }
+
+ private:
+  boost::asio::awaitable<bool> ensure_connected();
+  void degrade(const std::string& why);
+
+  shared_limits_params params_;
+  redis_connection conn_;
+  redis_limiter limiter_;
+  shared_bucket token_;
+  std::unordered_map<std::string, std::unique_ptr<shared_bucket>> accounts_;
+  boost::asio::steady_timer connected_;  // parked forever; cancelled when a connect attempt ends
+  std::chrono::steady_clock::time_point next_connect_{};
+  std::uint64_t unshared_ = 0;
+  bool connecting_ = false;
+  bool degraded_ = false;
+  bool closed_ = false;
 };
 
 }  // namespace orgpatch

@@ -24,7 +24,8 @@ std::string_view to_string(outcome o) noexcept;
 /// One job's final result. String views must stay valid until `add` returns.
 struct job_result {
   std::string_view key;
-  std::uint64_t line = 0;
+  std::uint64_t line = 0;                  ///< 0 for a stream's job (omitted; `entry` says where it came from)
+  std::string_view entry;                  ///< the stream entry id ("entry"), or empty
   std::string_view id;                     ///< empty for an invalid line
   std::string_view integrated_account_id;  ///< empty for an invalid line
   outcome result = outcome::ok;

@@ -34,6 +34,7 @@ struct job_state {
   clock_type::time_point first_attempt{};  ///< epoch until the first attempt
   std::string idempotency_key;      ///< resolved (given or derived)
   std::string org;                  ///< org_key(j), laid out once by the scheduler
+  std::string entry_id;             ///< the stream entry it came from ("" for a file)
 };
 
 /// A job kept only as where to re-read it (16 bytes), past the look-ahead.

@@ -126,6 +126,40 @@ net::awaitable<result<std::uint64_t>> redis_stream::ack(std::vector<std::string>
   co_return static_cast<std::uint64_t>(r->integer);
 }
 
+net::awaitable<result<std::uint64_t>> redis_stream::publish_and_ack(std::string results_stream,
+                                                                    std::vector<std::string> lines,
+                                                                    std::vector<std::string> ids) {
+  std::vector<std::vector<std::string>> commands;
+  if (!results_stream.empty())
+    for (auto& line : lines) commands.push_back({"XADD", results_stream, "*", "result", std::move(line)});
+  if (!ids.empty()) {
+    std::vector<std::string> xack{"XACK", params_.stream, params_.group};
+    xack.insert(xack.end(), std::make_move_iterator(ids.begin()), std::make_move_iterator(ids.end()));
+    commands.push_back(std::move(xack));
+  }
+  if (commands.empty()) co_return std::uint64_t{0};
+  auto replies = co_await commands_->pipeline(std::move(commands), params_.command_timeout);
+  for (const auto& r : replies) {
+    if (!r) co_return fail(r.error(), "XADD results / XACK");
+    if (r->is_error()) co_return fail_reply(*r, "XADD results / XACK");
+  }
+  if (ids.empty()) co_return std::uint64_t{0};
+  const auto& last = *replies.back();
+  if (!last.is_integer()) co_return fail_reply(last, "XACK");
+  co_return static_cast<std::uint64_t>(last.integer);
+}
+
+net::awaitable<result<std::uint64_t>> redis_stream::touch(std::vector<std::string> ids) {
+  if (ids.empty()) co_return std::uint64_t{0};
+  std::vector<std::string> argv{"XCLAIM", params_.stream, params_.group, params_.consumer, "0"};
+  argv.insert(argv.end(), std::make_move_iterator(ids.begin()), std::make_move_iterator(ids.end()));
+  argv.push_back("JUSTID");
+  auto r = co_await commands_->command(std::move(argv), params_.command_timeout);
+  if (!r) co_return fail(r.error(), "XCLAIM JUSTID");
+  if (!r->is_array()) co_return fail_reply(*r, "XCLAIM JUSTID");
+  co_return static_cast<std::uint64_t>(r->elements.size());
+}
+
 net::awaitable<result<claim_result>> redis_stream::claim_idle(std::chrono::milliseconds min_idle, unsigned count,
                                                               std::string start) {
   std::vector<std::string> argv{"XAUTOCLAIM", params_.stream, params_.group, params_.consumer,

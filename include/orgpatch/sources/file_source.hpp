@@ -7,6 +7,7 @@
 #pragma once
 
 #include "orgpatch/job.hpp"
+#include "orgpatch/sources/job_source.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -16,21 +17,6 @@
 #include <variant>
 
 namespace orgpatch {
-
-/// One non-blank line of the file: a job, or why it is not one.
-struct source_item {
-  std::uint64_t line = 0;
-  std::variant<job, input_error> parsed;
-  /// For an input error: the key when the line had a readable one (else the line
-  /// number in decimal), and the raw line text when it was held (not over-long).
-  /// For a job, `key` is a copy of its `job.key` and `source` is empty (the
-  /// job's own `source` holds the line).
-  std::string key;
-  std::string source;
-  /// Byte offset in the input of the line's first byte (a UTF-8 byte order mark
-  /// at the start of the input is skipped: it is not part of line 1).
-  std::uint64_t offset = 0;
-};
 
 class file_source {
  public:

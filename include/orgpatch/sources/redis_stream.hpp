@@ -94,6 +94,19 @@ class redis_stream {
   /// XACK of `ids`: how many were pending.
   boost::asio::awaitable<boost::system::result<std::uint64_t>> ack(std::vector<std::string> ids);
 
+  /// Publishes result lines (XADD `results_stream` * result <line> each) and
+  /// acknowledges `ids`, all in one round trip; the XADDs come first, so a
+  /// line is never lost for an entry that is acknowledged. Gives how many ids
+  /// were pending. With an empty `results_stream`, only the XACK.
+  boost::asio::awaitable<boost::system::result<std::uint64_t>> publish_and_ack(std::string results_stream,
+                                                                               std::vector<std::string> lines,
+                                                                               std::vector<std::string> ids);
+
+  /// XCLAIM s g consumer 0 ids… JUSTID: resets the idle time of entries this
+  /// consumer is still working on (their delivery counts unchanged), so no
+  /// other instance takes them over. Gives how many are still pending for it.
+  boost::asio::awaitable<boost::system::result<std::uint64_t>> touch(std::vector<std::string> ids);
+
   /// XAUTOCLAIM s g consumer min-idle start COUNT n: takes over up to `count`
   /// entries pending for at least `min_idle` (whoever holds them), then gives
   /// their delivery counts (XPENDING per entry, pipelined; XAUTOCLAIM itself

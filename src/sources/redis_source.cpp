@@ -1,0 +1,534 @@
+#include "orgpatch/sources/redis_source.hpp"
+
+#include "orgpatch/asio.hpp"
+#include "orgpatch/config.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/json/object.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <deque>
+#include <fstream>
+#include <stdexcept>
+#include <unordered_set>
+
+namespace orgpatch {
+
+using namespace std::chrono_literals;
+using clock = std::chrono::steady_clock;
+
+namespace {
+constexpr std::size_t k_submit_batch = 1000;  // XADDs per round trip
+}  // namespace
+
+redis_source_params redis_source_params_from(const config& cfg) {
+  redis_source_params p;
+  if (!cfg.serve.redis.url) throw std::invalid_argument("serve.redis.url: not set");
+  try {
+    p.redis = parse_redis_url(*cfg.serve.redis.url);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(fmt::format("serve.redis.url: {}", e.what()));
+  }
+  p.stream.stream = cfg.serve.redis.stream;
+  p.stream.group = cfg.serve.redis.group;
+  p.stream.consumer = cfg.serve.redis.consumer.value_or("");
+  p.stream.dead_letter_stream = cfg.serve.redis.dead_letter_stream;
+  p.max_deliveries = cfg.serve.redis.max_deliveries;
+  p.claim_idle = std::chrono::milliseconds(cfg.serve.redis.claim_idle_ms);
+  p.results_stream = cfg.serve.redis.results_stream.value_or("");
+  p.parse = job_parse_options{cfg.api.default_integrated_account_id, &cfg.api.default_query};
+  p.max_job_bytes = cfg.input.max_line_bytes;
+  return p;
+}
+
+struct redis_source::impl : std::enable_shared_from_this<impl> {
+  impl(net::any_io_executor executor, redis_source_params params)
+      : ex(executor),
+        p(std::move(params)),
+        default_query(p.parse.default_query ? *p.parse.default_query : boost::json::object{}),
+        reader(ex),
+        commands(ex),
+        stream(reader, commands, p.stream),
+        room(ex),
+        kick(ex),
+        backoff_timer(ex),
+        shutdown_timer(ex) {
+    p.parse.default_query = &default_query;
+    name = fmt::format("redis://{}:{} {}", p.redis.host, p.redis.port, p.stream.stream);
+  }
+
+  net::any_io_executor ex;
+  redis_source_params p;
+  boost::json::object default_query;  // p.parse points here
+  redis_connection reader;
+  redis_connection commands;
+  redis_stream stream;
+  std::string name;
+  net::steady_timer room;           // the reader parks here while the buffer is full
+  net::steady_timer kick;           // the housekeeper parks here
+  net::steady_timer backoff_timer;  // between connection attempts
+  net::steady_timer shutdown_timer;
+  std::deque<source_item> buffer;          // read, not yet taken by the engine
+  std::unordered_set<std::string> held;    // delivered to this process, not acknowledged
+  std::vector<finished_entry> to_ack;
+  std::deque<stream_entry> to_dead;        // delivered too often: for the dead-letter stream
+  std::function<void()> wake;
+  std::function<void()> on_closed;
+  redis_source_stats stats;
+  std::uint64_t seq = 0;
+  unsigned generation = 0;  // one per connection made
+  unsigned running = 0;     // coroutines still running
+  bool ready = false;
+  bool ever_ready = false;
+  bool recover = false;
+  bool outage_logged = false;
+  bool stopping = false;
+  clock::time_point next_touch{};
+  clock::time_point next_claim{};
+  std::string claim_cursor = "0-0";
+
+  // --- the engine's side ------------------------------------------------------
+
+  void woken() {
+    if (auto w = std::exchange(wake, {})) net::post(ex, std::move(w));
+  }
+
+  source_item to_item(const stream_entry& e) {
+    source_item it;
+    it.line = ++seq;
+    it.entry_id = e.id;
+    const std::string* text = e.job();
+    if (!text) {
+      it.key = e.id;
+      it.parsed = input_error{"job", "the stream entry has no field \"job\""};
+      return it;
+    }
+    if (text->size() > p.max_job_bytes) {
+      it.key = e.id;
+      it.parsed = input_error{"", fmt::format("the job is {} bytes, over input.max_line_bytes ({})", text->size(),
+                                              p.max_job_bytes)};
+      return it;
+    }
+    auto parsed = parse_job(*text, it.line, p.parse);
+    if (auto* j = std::get_if<job>(&parsed)) {
+      if (!j->key_given) j->key = e.id;
+      it.key = j->key;
+    } else {
+      it.key = find_job_key(*text).value_or(e.id);
+      it.source = *text;
+    }
+    it.parsed = std::move(parsed);
+    return it;
+  }
+
+  // An entry delivered to this process: to the engine, or to the dead-letter
+  // stream when delivered too often.
+  void admit(stream_entry e) {
+    if (held.count(e.id)) return;  // already ours
+    if (e.deliveries > p.max_deliveries) {
+      to_dead.push_back(std::move(e));
+      kick.cancel();
+      return;
+    }
+    held.insert(e.id);
+    buffer.push_back(to_item(e));
+    woken();
+  }
+
+  // --- connections --------------------------------------------------------------
+
+  void lost(unsigned gen, const std::string& why) {
+    if (gen != generation || !ready) return;
+    ready = false;
+    spdlog::warn("{}: connection lost ({}); reconnecting", name, why);
+    reader.close();
+    commands.close();
+    room.cancel();
+    kick.cancel();
+  }
+
+  net::awaitable<bool> connect_all() {
+    reader.close();
+    commands.close();
+    std::string why;
+    if (auto ec = co_await reader.connect(p.redis.host, p.redis.port, p.connect_timeout)) {
+      why = reader.last_error().empty() ? ec.message() : reader.last_error();
+    } else if (auto ec2 = co_await commands.connect(p.redis.host, p.redis.port, p.connect_timeout)) {
+      why = commands.last_error().empty() ? ec2.message() : commands.last_error();
+    } else if (co_await stream.ensure_group()) {
+      why = stream.last_error();
+    }
+    if (stopping) co_return false;
+    if (!why.empty()) {
+      if (!outage_logged) spdlog::warn("{}: cannot connect: {}; retrying with backoff", name, why);
+      outage_logged = true;
+      reader.close();
+      commands.close();
+      co_return false;
+    }
+    if (outage_logged || ever_ready) spdlog::info("{}: connected again", name);
+    if (ever_ready) ++stats.reconnects;
+    // Entries delivered to this consumer whose reply was lost come back from
+    // its pending list (those still held are skipped).
+    recover = ever_ready;
+    ever_ready = true;
+    outage_logged = false;
+    ready = true;
+    ++generation;
+    kick.cancel();
+    co_return true;
+  }
+
+  // --- the two loops ------------------------------------------------------------
+
+  net::awaitable<void> read_loop() {
+    auto backoff = 100ms;
+    while (!stopping) {
+      if (!ready) {
+        if (co_await connect_all()) {
+          backoff = 100ms;
+        } else if (!stopping) {
+          backoff_timer.expires_after(backoff);
+          co_await backoff_timer.async_wait(use_tuple);
+          backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5s);
+        }
+        continue;
+      }
+      if (buffer.size() >= p.read_count) {
+        // The engine has enough: wait until it takes some (next() wakes us).
+        room.expires_at(net::steady_timer::time_point::max());
+        co_await room.async_wait(use_tuple);
+        continue;
+      }
+      const unsigned gen = generation;
+      auto r = co_await stream.read(p.read_count, p.block);
+      if (stopping) break;
+      if (!r) {
+        lost(gen, stream.last_error());
+        continue;
+      }
+      stats.read += r->size();
+      for (auto& e : *r) admit(std::move(e));
+    }
+  }
+
+  net::awaitable<void> housekeeping_loop() {
+    for (;;) {
+      if (stopping && to_ack.empty()) break;
+      if (!ready) {
+        kick.expires_after(1s);
+        co_await kick.async_wait(use_tuple);
+        continue;
+      }
+      const unsigned gen = generation;
+      const auto now = clock::now();
+      if (recover) {
+        recover = false;
+        co_await recover_own(gen);
+        continue;
+      }
+      if (!to_ack.empty()) {
+        // One round trip: the result lines (when published) and the XACK.
+        std::vector<std::string> lines, ids;
+        const bool publish = !p.results_stream.empty();
+        for (const auto& f : to_ack) {
+          ids.push_back(f.entry_id);
+          if (publish) lines.push_back(f.result_line);
+        }
+        const std::size_t n = to_ack.size();
+        auto r = co_await stream.publish_and_ack(p.results_stream, std::move(lines), ids);
+        if (!r) {
+          lost(gen, stream.last_error());
+          continue;
+        }
+        to_ack.erase(to_ack.begin(), to_ack.begin() + static_cast<std::ptrdiff_t>(n));
+        for (const auto& id : ids) held.erase(id);
+        stats.acked += ids.size();
+        continue;
+      }
+      if (stopping) continue;
+      if (!to_dead.empty()) {
+        stream_entry e = to_dead.front();
+        const auto deliveries = e.deliveries;
+        auto r = co_await stream.dead_letter(
+            e, fmt::format("delivered {} times (serve.redis.max_deliveries is {})", deliveries, p.max_deliveries));
+        if (!r) {
+          lost(gen, stream.last_error());
+          continue;
+        }
+        to_dead.pop_front();
+        ++stats.dead_lettered;
+        spdlog::warn("{}: entry {} delivered {} times: moved to {} as {}", name, e.id, deliveries,
+                     p.stream.dead_letter_stream, *r);
+        continue;
+      }
+      if (now >= next_touch && !held.empty()) {
+        // Keep what this process works on from looking abandoned.
+        next_touch = now + p.claim_idle / 3;
+        std::vector<std::string> ids(held.begin(), held.end());
+        bool failed = false;
+        for (std::size_t i = 0; i < ids.size() && !failed; i += k_touch_batch) {
+          std::vector<std::string> part(ids.begin() + static_cast<std::ptrdiff_t>(i),
+                                        ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), i + k_touch_batch)));
+          auto r = co_await stream.touch(std::move(part));
+          if (!r) {
+            lost(gen, stream.last_error());
+            failed = true;
+          }
+        }
+        continue;
+      }
+      if (now >= next_claim && buffer.size() < p.read_count) {
+        auto r = co_await stream.claim_idle(p.claim_idle, p.read_count, claim_cursor);
+        if (!r) {
+          lost(gen, stream.last_error());
+          continue;
+        }
+        claim_cursor = r->next;
+        std::size_t taken = 0;
+        for (auto& e : r->entries) {
+          if (held.count(e.id)) continue;
+          ++taken;
+          spdlog::info("{}: took over entry {} (delivery {})", name, e.id, e.deliveries);
+          admit(std::move(e));
+        }
+        stats.claimed += taken;
+        // A scan that is not complete goes on at once; otherwise again later.
+        next_claim = claim_cursor != "0-0" ? now : now + p.claim_idle / 2;
+        continue;
+      }
+      // Sleep until the next touch or scan is due, or an acknowledgement comes.
+      auto until = now + 1s;
+      if (!held.empty()) until = std::min(until, next_touch);
+      if (buffer.size() < p.read_count) until = std::min(until, next_claim);
+      kick.expires_at(until);
+      co_await kick.async_wait(use_tuple);
+    }
+  }
+
+  net::awaitable<void> recover_own(unsigned gen) {
+    std::string after = "0";
+    for (;;) {
+      auto r = co_await stream.read_own_pending(p.read_count, after);
+      if (!r) {
+        lost(gen, stream.last_error());
+        co_return;
+      }
+      if (r->empty()) co_return;
+      for (auto& e : *r) {
+        after = e.id;
+        if (held.count(e.id)) continue;
+        if (e.fields.empty()) {
+          // Deleted from the stream meanwhile: nothing to run; drop it from the pending list.
+          to_ack.push_back(finished_entry{e.id, {}});
+          continue;
+        }
+        ++stats.recovered;
+        admit(std::move(e));
+      }
+    }
+  }
+
+  void spawn(net::awaitable<void> (impl::*loop)()) {
+    ++running;
+    net::co_spawn(ex, (this->*loop)(), [self = shared_from_this()](std::exception_ptr e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          spdlog::error("{}: internal error: {}", self->name, ex.what());
+        }
+      }
+      if (--self->running == 0) self->closed();
+    });
+  }
+
+  void closed() {
+    reader.close();
+    commands.close();
+    shutdown_timer.cancel();
+    if (auto f = std::exchange(on_closed, {})) net::post(ex, std::move(f));
+  }
+
+  static constexpr std::size_t k_touch_batch = 1000;
+};
+
+redis_source::redis_source(net::any_io_executor ex, redis_source_params params)
+    : impl_(std::make_shared<impl>(ex, std::move(params))) {}
+
+redis_source::~redis_source() {
+  // Whatever still runs ends at its next step; the coroutines keep impl alive.
+  impl_->stopping = true;
+  impl_->on_closed = {};
+  impl_->wake = {};
+  impl_->reader.close();
+  impl_->commands.close();
+  impl_->room.cancel();
+  impl_->kick.cancel();
+  impl_->backoff_timer.cancel();
+}
+
+void redis_source::start() {
+  impl_->spawn(&impl::read_loop);
+  impl_->spawn(&impl::housekeeping_loop);
+}
+
+void redis_source::shutdown(std::chrono::milliseconds timeout, std::function<void()> on_closed) {
+  auto& d = *impl_;
+  d.on_closed = std::move(on_closed);
+  if (d.running == 0) {
+    d.closed();
+    return;
+  }
+  d.stopping = true;
+  // A blocking read in progress ends now; what it may still deliver stays
+  // pending for this consumer and is taken over by another instance.
+  d.reader.close();
+  d.room.cancel();
+  d.kick.cancel();
+  d.backoff_timer.cancel();
+  d.shutdown_timer.expires_after(timeout);
+  d.shutdown_timer.async_wait([self = impl_](boost::system::error_code ec) {
+    if (ec) return;
+    if (!self->to_ack.empty())
+      spdlog::warn("{}: {} acknowledgement(s) not sent (Redis unreachable); those entries will run again elsewhere",
+                   self->name, self->to_ack.size());
+    self->to_ack.clear();
+    self->ready = false;
+    self->commands.close();
+    self->kick.cancel();
+  });
+}
+
+const std::string& redis_source::consumer() const noexcept { return impl_->stream.params().consumer; }
+const std::string& redis_source::name() const noexcept { return impl_->name; }
+bool redis_source::ready() const noexcept { return impl_->ready; }
+std::size_t redis_source::held() const noexcept { return impl_->held.size(); }
+const redis_source_stats& redis_source::stats() const noexcept { return impl_->stats; }
+
+std::optional<source_item> redis_source::next() {
+  auto& d = *impl_;
+  if (d.buffer.empty()) return std::nullopt;
+  source_item it = std::move(d.buffer.front());
+  d.buffer.pop_front();
+  if (d.buffer.size() <= d.p.read_count / 2) d.room.cancel();
+  return it;
+}
+
+void redis_source::release_unfinished() {
+  auto& d = *impl_;
+  std::unordered_set<std::string> keep;
+  for (const auto& it : d.buffer) keep.insert(it.entry_id);
+  for (const auto& f : d.to_ack) keep.insert(f.entry_id);
+  if (d.held.size() > keep.size())
+    spdlog::info("{}: {} unfinished entr(y/ies) released: another instance (or this one) takes them over once idle",
+                 d.name, d.held.size() - keep.size());
+  d.held = std::move(keep);
+}
+
+void redis_source::wait_readable(std::function<void()> wake) {
+  impl_->wake = std::move(wake);
+  if (!impl_->buffer.empty()) impl_->woken();
+}
+
+void redis_source::cancel_wait() { impl_->woken(); }
+
+std::variant<job, input_error> redis_source::reread(std::uint64_t, std::uint64_t) const {
+  throw std::logic_error("a Redis stream's jobs cannot be read again by offset");
+}
+
+bool redis_source::publishes_results() const noexcept { return !impl_->p.results_stream.empty(); }
+
+void redis_source::acknowledge(std::vector<finished_entry> entries) {
+  auto& d = *impl_;
+  if (d.to_ack.empty()) d.to_ack = std::move(entries);
+  else d.to_ack.insert(d.to_ack.end(), std::make_move_iterator(entries.begin()), std::make_move_iterator(entries.end()));
+  d.kick.cancel();
+}
+
+std::string redis_source::where(std::uint64_t, const std::string& entry_id) const {
+  return fmt::format("{} entry {}", impl_->name, entry_id);
+}
+
+// --- submit ----------------------------------------------------------------------
+
+std::uint64_t submit_to_stream(const config& cfg, const std::string& file, std::FILE* errors) {
+  redis_source_params p;
+  try {
+    p = redis_source_params_from(cfg);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(e.what());
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw std::runtime_error(fmt::format("{}: cannot open", file));
+  // Every line checked before anything is added: a file goes on whole or not at all.
+  std::vector<std::string> jobs;
+  std::string line;
+  std::uint64_t line_no = 0, broken = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line_no == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    std::string why;
+    if (line.size() > p.max_job_bytes) why = fmt::format("longer than input.max_line_bytes ({})", p.max_job_bytes);
+    else if (auto parsed = parse_job(line, line_no, p.parse); auto* err = std::get_if<input_error>(&parsed))
+      why = err->to_string();
+    if (!why.empty()) {
+      ++broken;
+      if (errors) std::fprintf(errors, "%s:%llu: %s\n", file.c_str(), static_cast<unsigned long long>(line_no), why.c_str());
+      continue;
+    }
+    jobs.push_back(std::move(line));
+  }
+  if (in.bad()) throw std::runtime_error(fmt::format("{}: cannot read", file));
+  if (broken > 0)
+    throw std::invalid_argument(
+        fmt::format("{}: {} broken line(s); nothing was added to {}", file, broken, p.stream.stream));
+
+  net::io_context io{1};
+  redis_connection conn(io.get_executor());
+  redis_stream stream(conn, conn, p.stream);
+  std::uint64_t added = 0;
+  std::string failure;
+  net::co_spawn(
+      io,
+      [&]() -> net::awaitable<void> {
+        if (auto ec = co_await conn.connect(p.redis.host, p.redis.port, p.connect_timeout)) {
+          failure = fmt::format("redis://{}:{}: {}", p.redis.host, p.redis.port,
+                                conn.last_error().empty() ? ec.message() : conn.last_error());
+          co_return;
+        }
+        for (std::size_t i = 0; i < jobs.size(); i += k_submit_batch) {
+          const auto end = std::min(jobs.size(), i + k_submit_batch);
+          std::vector<std::string> part(std::make_move_iterator(jobs.begin() + static_cast<std::ptrdiff_t>(i)),
+                                        std::make_move_iterator(jobs.begin() + static_cast<std::ptrdiff_t>(end)));
+          auto r = co_await stream.add(std::move(part));
+          if (!r) {
+            failure = stream.last_error();
+            co_return;
+          }
+          added += r->size();
+        }
+      },
+      [&](std::exception_ptr e) {
+        if (e) {
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& ex) {
+            failure = ex.what();
+          }
+        }
+        conn.close();
+      });
+  io.run();
+  if (!failure.empty())
+    throw std::runtime_error(fmt::format("{}: {} of {} job(s) added before: {}", file, added, jobs.size(), failure));
+  return added;
+}
+
+}  // namespace orgpatch
