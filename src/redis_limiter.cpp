@@ -100,9 +100,11 @@ void shared_bucket::configure(double rate, double burst) {
     max_batch_ = 1;
     return;
   }
-  // τ ≤ (b − 1)/r keeps b' = b − r·τ ≥ 1.
+  // τ ≤ (b − 1)/(2r) keeps b' = b − r·τ ≥ (b + 1)/2: at least half the spare
+  // burst stays in Redis, where it absorbs the instances' lag behind the
+  // moment each token frees (with b' = 1, every such lag is rate lost).
   const double hold_s = std::min(std::chrono::duration<double>(params_.hold).count(),
-                                 (params_.burst - 1) / params_.rate);
+                                 (params_.burst - 1) / (2 * params_.rate));
   hold_ = std::chrono::microseconds(static_cast<std::int64_t>(std::max(0.0, hold_s) * 1e6));
   const double tau = std::chrono::duration<double>(hold_).count();
   redis_burst_ = std::max(1.0, params_.burst - params_.rate * tau);

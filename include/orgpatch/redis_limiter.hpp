@@ -19,7 +19,9 @@
 /// any window of W seconds are at most b' + r·(W + τ). The bucket passes
 /// b' = b − r·τ, which makes that b + r·W: exactly the bound of the local
 /// limiter, whatever the number of instances and however many tokens each holds
-/// unused. τ is `min(hold, (b − 1)/r)` (so b' ≥ 1) and the batch at most
+/// unused. τ is `min(hold, (b − 1)/(2r))` (so b' ≥ (b + 1)/2: half the
+/// spare burst stays in Redis to absorb the instances' lag, which would
+/// otherwise be rate lost) and the batch at most
 /// max(1, ⌊r·τ⌋) tokens (about r/20 for the default τ = 50 ms). Assumptions: a
 /// round trip to Redis shorter than τ (a slower reply adds r·(RTT − τ)), and
 /// the server's clock advancing at the rate of real time (no step during the
@@ -188,7 +190,7 @@ class shared_bucket {
   double burst() const noexcept { return params_.burst; }
   /// b' = b − r·τ: the burst given to the script.
   double redis_burst() const noexcept { return redis_burst_; }
-  /// τ actually used: min(hold, (b − 1)/r).
+  /// τ actually used: min(hold, (b − 1)/(2r)).
   std::chrono::microseconds hold() const noexcept { return hold_; }
   /// The largest batch asked for: max(1, ⌊r·τ⌋).
   unsigned max_batch() const noexcept { return max_batch_; }

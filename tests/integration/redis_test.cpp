@@ -472,10 +472,10 @@ TEST(RedisSharedBucket, DerivesHoldBurstAndBatchFromTheLimit) {
   EXPECT_EQ(tight.hold(), 0ms);
   EXPECT_DOUBLE_EQ(tight.redis_burst(), 1);
   EXPECT_EQ(tight.max_batch(), 1u);
-  // A small burst caps the hold time: τ ≤ (b − 1)/r.
+  // A small burst caps the hold time: τ ≤ (b − 1)/(2r), half the spare burst.
   shared_bucket small(limiter, ioc.get_executor(), {"y", 100, 3});
-  EXPECT_EQ(small.hold(), 20ms);
-  EXPECT_DOUBLE_EQ(small.redis_burst(), 1);
+  EXPECT_EQ(small.hold(), 10ms);
+  EXPECT_DOUBLE_EQ(small.redis_burst(), 2);
   // AIMD lowers the rate: the batch follows.
   token.set_rate(10);
   EXPECT_EQ(token.max_batch(), 1u);
@@ -522,8 +522,8 @@ TEST(RedisLimiter, ThreeInstancesShareOneLimit) {
     buckets.push_back(std::make_unique<shared_bucket>(*limiters.back(), ioc.get_executor(),
                                                       shared_bucket_params{"shared-test", rate, burst}));
   }
-  EXPECT_EQ(buckets[0]->max_batch(), 5u);  // r·τ = 100 · 50 ms
-  EXPECT_DOUBLE_EQ(buckets[0]->redis_burst(), 5.0);  // b − r·τ
+  EXPECT_EQ(buckets[0]->max_batch(), 4u);  // ⌊r·τ⌋, τ = (b − 1)/(2r) = 45 ms
+  EXPECT_DOUBLE_EQ(buckets[0]->redis_burst(), 5.5);  // b − r·τ
   std::vector<instance_run> runs(3);
   steady_clock::time_point start;
   run(ioc, [&]() -> net::awaitable<void> {

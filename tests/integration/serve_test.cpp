@@ -3,14 +3,13 @@
 // left in processing/ across a restart, all completed.
 #include "emulator/cert.hpp"
 #include "emulator/server.hpp"
+#include "support/notify_socket.hpp"
 #include "support/process.hpp"
 #include "support/test_util.hpp"
 
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -24,41 +23,11 @@ namespace {
 namespace emu = orgpatch::emulator;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using test::notify_socket;
 using test::temp_dir;
 using test::write_file;
 
 constexpr const char* k_token = "serve-token";
-
-// A notify socket like systemd's: collects the datagrams the service sends.
-class notify_socket {
- public:
-  explicit notify_socket(const std::string& path) : path_(path) {
-    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("bind notify socket");
-  }
-  ~notify_socket() { ::close(fd_); }
-  /// Waits until a message containing `text` arrived (true) or the time is up.
-  bool wait_for(const std::string& text, std::chrono::milliseconds limit) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    for (;;) {
-      char buf[4096];
-      for (ssize_t n; (n = ::recv(fd_, buf, sizeof buf, 0)) > 0;) received_ += std::string(buf, static_cast<std::size_t>(n)) + "\n";
-      if (received_.find(text) != std::string::npos) return true;
-      if (std::chrono::steady_clock::now() > end) return false;
-      std::this_thread::sleep_for(20ms);
-    }
-  }
-  const std::string& received() const { return received_; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-  std::string received_;
-};
 
 struct serve_setup {
   serve_setup() {

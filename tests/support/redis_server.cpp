@@ -1,5 +1,7 @@
 #include "support/redis_server.hpp"
 
+#include "support/process.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -69,18 +71,7 @@ bool answers_ping(std::uint16_t port) {
 }
 
 /// redis-server's path, looked up in PATH before forking.
-std::string find_redis_server() {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
-  std::size_t start = 0;
-  while (start <= dirs.size()) {
-    const auto end = std::min(dirs.find(':', start), dirs.size());
-    const std::filesystem::path candidate = std::filesystem::path(dirs.substr(start, end - start)) / "redis-server";
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
-    start = end + 1;
-  }
-  throw std::runtime_error("redis-server not found in PATH (the set-up script installs the redis-server package)");
-}
+std::string find_redis_server() { return find_in_path("redis-server"); }
 
 }  // namespace
 
@@ -148,6 +139,27 @@ void redis_server::kill() {
   while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
   pid_ = -1;
+}
+
+std::string find_in_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  std::size_t start = 0;
+  while (start <= dirs.size()) {
+    const auto end = std::min(dirs.find(':', start), dirs.size());
+    const std::filesystem::path candidate = std::filesystem::path(dirs.substr(start, end - start)) / name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+    start = end + 1;
+  }
+  throw std::runtime_error(name + " not found in PATH (the set-up script installs the redis-server package)");
+}
+
+std::string redis_server::cli(const std::vector<std::string>& args) const {
+  std::vector<std::string> argv{"-h", host(), "-p", std::to_string(port_)};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = run_process(find_in_path("redis-cli"), argv);
+  while (!r.out.empty() && (r.out.back() == '\n' || r.out.back() == ' ')) r.out.pop_back();
+  return r.out;
 }
 
 }  // namespace orgpatch::test

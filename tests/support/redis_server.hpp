@@ -10,8 +10,12 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace orgpatch::test {
+
+/// `name`'s path, looked up in PATH; throws std::runtime_error when absent.
+std::string find_in_path(const std::string& name);
 
 class redis_server {
  public:
@@ -30,6 +34,10 @@ class redis_server {
 
   /// Kills the server now (SIGKILL) and waits for it: connections drop at once.
   void kill();
+
+  /// Runs redis-cli against it with `args` (one command); its output, trimmed
+  /// (an error reply comes back as text too).
+  std::string cli(const std::vector<std::string>& args) const;
 
   /// The server's log so far (for failure messages).
   std::string log() const;
