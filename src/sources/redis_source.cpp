@@ -6,10 +6,12 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/json/object.hpp>
+#include <boost/unordered/unordered_flat_set.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <deque>
 #include <fstream>
@@ -22,7 +24,52 @@ using namespace std::chrono_literals;
 using clock = std::chrono::steady_clock;
 
 namespace {
+
 constexpr std::size_t k_submit_batch = 1000;  // XADDs per round trip
+
+/// Entry ids ("<ms>-<seq>") held by this process, packed into 16 bytes in a
+/// flat set: nothing allocated per entry (one is added and removed per job).
+class id_set {
+ public:
+  bool contains(std::string_view id) const {
+    const auto k = pack(id);
+    return k ? packed_.contains(*k) : other_.count(std::string(id)) > 0;
+  }
+  bool insert(std::string_view id) {
+    const auto k = pack(id);
+    return k ? packed_.insert(*k).second : other_.insert(std::string(id)).second;
+  }
+  void erase(std::string_view id) {
+    if (const auto k = pack(id)) packed_.erase(*k);
+    else other_.erase(std::string(id));
+  }
+  std::size_t size() const noexcept { return packed_.size() + other_.size(); }
+  bool empty() const noexcept { return size() == 0; }
+  std::vector<std::string> ids() const {
+    std::vector<std::string> out(other_.begin(), other_.end());
+    out.reserve(size());
+    for (const auto& [ms, seq] : packed_) out.push_back(fmt::format("{}-{}", ms, seq));
+    return out;
+  }
+
+ private:
+  using key = std::pair<std::uint64_t, std::uint64_t>;
+  static std::optional<key> pack(std::string_view id) {
+    const auto dash = id.find('-');
+    if (dash == std::string_view::npos) return std::nullopt;
+    key k;
+    const char* end = id.data() + id.size();
+    auto [p1, e1] = std::from_chars(id.data(), id.data() + dash, k.first);
+    auto [p2, e2] = std::from_chars(id.data() + dash + 1, end, k.second);
+    if (e1 != std::errc{} || p1 != id.data() + dash || e2 != std::errc{} || p2 != end) return std::nullopt;
+    // Only the canonical spelling packs (no leading zeros), so unpacking gives the id back.
+    if ((dash > 1 && id[0] == '0') || (id.size() - dash > 2 && id[dash + 1] == '0')) return std::nullopt;
+    return k;
+  }
+  boost::unordered_flat_set<key> packed_;
+  std::unordered_set<std::string> other_;  // any other spelling (not made by Redis)
+};
+
 }  // namespace
 
 redis_source_params redis_source_params_from(const config& cfg) {
@@ -72,8 +119,8 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
   net::steady_timer kick;           // the housekeeper parks here
   net::steady_timer backoff_timer;  // between connection attempts
   net::steady_timer shutdown_timer;
-  std::deque<source_item> buffer;          // read, not yet taken by the engine
-  std::unordered_set<std::string> held;    // delivered to this process, not acknowledged
+  std::deque<stream_entry> buffer;         // read, not yet taken by the engine (parsed when taken)
+  id_set held;                             // delivered to this process, not acknowledged
   std::vector<finished_entry> to_ack;
   std::deque<stream_entry> to_dead;        // delivered too often: for the dead-letter stream
   std::function<void()> wake;
@@ -128,14 +175,14 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
   // An entry delivered to this process: to the engine, or to the dead-letter
   // stream when delivered too often.
   void admit(stream_entry e) {
-    if (held.count(e.id)) return;  // already ours
+    if (held.contains(e.id)) return;  // already ours
     if (e.deliveries > p.max_deliveries) {
       to_dead.push_back(std::move(e));
       kick.cancel();
       return;
     }
     held.insert(e.id);
-    buffer.push_back(to_item(e));
+    buffer.push_back(std::move(e));
     woken();
   }
 
@@ -231,6 +278,15 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
         co_await recover_own(gen);
         continue;
       }
+      if (!to_ack.empty() && !stopping && to_ack.size() < k_ack_batch && now < first_ack + k_ack_delay) {
+        // Gather a few milliseconds of acknowledgements into one round trip:
+        // under load that is hundreds of entries per XACK instead of a handful.
+        gathering = true;
+        kick.expires_at(first_ack + k_ack_delay);
+        co_await kick.async_wait(use_tuple);
+        gathering = false;
+        continue;
+      }
       if (!to_ack.empty()) {
         // One round trip: the result lines (when published) and the XACK.
         std::vector<std::string> lines, ids;
@@ -246,6 +302,7 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
           continue;
         }
         to_ack.erase(to_ack.begin(), to_ack.begin() + static_cast<std::ptrdiff_t>(n));
+        first_ack = clock::now();
         for (const auto& id : ids) held.erase(id);
         stats.acked += ids.size();
         continue;
@@ -269,7 +326,7 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
       if (now >= next_touch && !held.empty()) {
         // Keep what this process works on from looking abandoned.
         next_touch = now + p.claim_idle / 3;
-        std::vector<std::string> ids(held.begin(), held.end());
+        const std::vector<std::string> ids = held.ids();
         bool failed = false;
         for (std::size_t i = 0; i < ids.size() && !failed; i += k_touch_batch) {
           std::vector<std::string> part(ids.begin() + static_cast<std::ptrdiff_t>(i),
@@ -291,7 +348,7 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
         claim_cursor = r->next;
         std::size_t taken = 0;
         for (auto& e : r->entries) {
-          if (held.count(e.id)) continue;
+          if (held.contains(e.id)) continue;
           ++taken;
           spdlog::info("{}: took over entry {} (delivery {})", name, e.id, e.deliveries);
           admit(std::move(e));
@@ -321,7 +378,7 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
       if (r->empty()) co_return;
       for (auto& e : *r) {
         after = e.id;
-        if (held.count(e.id)) continue;
+        if (held.contains(e.id)) continue;
         if (e.fields.empty()) {
           // Deleted from the stream meanwhile: nothing to run; drop it from the pending list.
           to_ack.push_back(finished_entry{e.id, {}});
@@ -355,6 +412,10 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
   }
 
   static constexpr std::size_t k_touch_batch = 1000;
+  static constexpr std::size_t k_ack_batch = 1024; // acknowledgements sent at once without waiting
+  static constexpr auto k_ack_delay = 10ms;        // the longest one waits for others to join it
+  clock::time_point first_ack{};                   // when the oldest waiting one was handed over
+  bool gathering = false;  // the housekeeper waits for more acknowledgements to join (no need to wake it)
 };
 
 redis_source::redis_source(net::any_io_executor ex, redis_source_params params)
@@ -413,7 +474,8 @@ const redis_source_stats& redis_source::stats() const noexcept { return impl_->s
 std::optional<source_item> redis_source::next() {
   auto& d = *impl_;
   if (d.buffer.empty()) return std::nullopt;
-  source_item it = std::move(d.buffer.front());
+  // Parsed here, at the engine's pace, not all of a read's entries at once.
+  source_item it = d.to_item(d.buffer.front());
   d.buffer.pop_front();
   if (d.buffer.size() <= d.p.read_count / 2) d.room.cancel();
   return it;
@@ -421,8 +483,8 @@ std::optional<source_item> redis_source::next() {
 
 void redis_source::release_unfinished() {
   auto& d = *impl_;
-  std::unordered_set<std::string> keep;
-  for (const auto& it : d.buffer) keep.insert(it.entry_id);
+  id_set keep;
+  for (const auto& e : d.buffer) keep.insert(e.id);
   for (const auto& f : d.to_ack) keep.insert(f.entry_id);
   if (d.held.size() > keep.size())
     spdlog::info("{}: {} unfinished entr(y/ies) released: another instance (or this one) takes them over once idle",
@@ -445,9 +507,13 @@ bool redis_source::publishes_results() const noexcept { return !impl_->p.results
 
 void redis_source::acknowledge(std::vector<finished_entry> entries) {
   auto& d = *impl_;
+  if (entries.empty()) return;
+  if (d.to_ack.empty()) d.first_ack = clock::now();
   if (d.to_ack.empty()) d.to_ack = std::move(entries);
   else d.to_ack.insert(d.to_ack.end(), std::make_move_iterator(entries.begin()), std::make_move_iterator(entries.end()));
-  d.kick.cancel();
+  // Waking the housekeeper every turn would re-arm its timer every turn (a
+  // timerfd_settime each): while it gathers, it is woken only for a full batch.
+  if (!d.gathering || d.to_ack.size() >= impl::k_ack_batch) d.kick.cancel();
 }
 
 std::string redis_source::where(std::uint64_t, const std::string& entry_id) const {

@@ -28,24 +28,25 @@ std::string default_consumer_name() {
 namespace {
 
 /// [id, [field, value, …]] (the fields nil for an entry deleted since).
-bool parse_entry(const redis_reply& r, stream_entry& out) {
+// The reply's strings are moved out (an entry's job is its largest part).
+bool parse_entry(redis_reply& r, stream_entry& out) {
   if (!r.is_array() || r.elements.size() != 2 || !r.elements[0].is_string()) return false;
-  out.id = r.elements[0].str;
-  const auto& f = r.elements[1];
+  out.id = std::move(r.elements[0].str);
+  auto& f = r.elements[1];
   if (f.is_nil()) return true;
   if (!f.is_array() || f.elements.size() % 2 != 0) return false;
   out.fields.reserve(f.elements.size() / 2);
   for (std::size_t i = 0; i + 1 < f.elements.size(); i += 2) {
     if (!f.elements[i].is_string() || !f.elements[i + 1].is_string()) return false;
-    out.fields.emplace_back(f.elements[i].str, f.elements[i + 1].str);
+    out.fields.emplace_back(std::move(f.elements[i].str), std::move(f.elements[i + 1].str));
   }
   return true;
 }
 
-bool parse_entries(const redis_reply& r, std::vector<stream_entry>& out) {
+bool parse_entries(redis_reply& r, std::vector<stream_entry>& out) {
   if (!r.is_array()) return false;
   out.reserve(out.size() + r.elements.size());
-  for (const auto& e : r.elements) {
+  for (auto& e : r.elements) {
     if (e.is_nil()) continue;  // Redis 6.2's XAUTOCLAIM: an entry deleted meanwhile
     stream_entry entry;
     if (!parse_entry(e, entry)) return false;
@@ -55,10 +56,10 @@ bool parse_entries(const redis_reply& r, std::vector<stream_entry>& out) {
 }
 
 /// An XREADGROUP reply: nil (nothing before the block time) or [[stream, entries]].
-bool parse_read(const redis_reply& r, std::vector<stream_entry>& out) {
+bool parse_read(redis_reply& r, std::vector<stream_entry>& out) {
   if (r.is_nil()) return true;
   if (!r.is_array()) return false;
-  for (const auto& s : r.elements) {
+  for (auto& s : r.elements) {
     if (!s.is_array() || s.elements.size() != 2) return false;
     if (!parse_entries(s.elements[1], out)) return false;
   }
