@@ -307,6 +307,11 @@ class spool_daemon {
       });
       return;
     }
+    if (std::exchange(restart_stream_, false) && r.fatal_error.empty()) {
+      stream_->release_unfinished();
+      start_stream_session();
+      return;
+    }
     // It stopped on its own: the token refused, TLS, an unwritable results
     // file. What it held is released (taken over once idle) and it starts again.
     spdlog::error("{}: {} — trying again in {} s", stream_->name(),
@@ -336,11 +341,21 @@ class spool_daemon {
         config c = load_config(*opt_.config_path);
         validate_config(c);
         opt_.cfg = std::move(c);
-        spdlog::info("SIGHUP: {} read again (applies from the next file)", *opt_.config_path);
+        spdlog::info("SIGHUP: {} read again (applies from the next file{})", *opt_.config_path,
+                     stream_session_ ? "; the stream's run starts again with it" : "");
+        // The stream's run takes the new limits by starting again; the entries
+        // it held are read back from this consumer's pending list.
+        if (stream_session_) {
+          restart_stream_ = true;
+          stream_session_->stop(false);
+        }
       } catch (const std::exception& e) {
         spdlog::error("SIGHUP: {} (the old config stays)", e.what());
       }
     }
+    // logrotate moved the outputs: continue in new files.
+    if (current_) current_->reopen_outputs();
+    if (stream_session_) stream_session_->reopen_outputs();
     notify("READY=1");
   }
 
@@ -447,6 +462,7 @@ class spool_daemon {
   std::unique_ptr<run_session> stream_session_;
   std::uint64_t stream_jobs_ = 0;
   bool stream_closed_ = false;
+  bool restart_stream_ = false;  // SIGHUP: the stream's run stops to start again with the new config
   std::string current_name_;
   std::uint64_t finished_files_ = 0;
   std::uint64_t finished_jobs_ = 0;

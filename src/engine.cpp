@@ -249,6 +249,17 @@ class batch {
     report_.summary.dead_letters = sink_.dead_letters();
   }
 
+  /// logrotate moved the files: continue in new ones.
+  void reopen_outputs() {
+    if (done_) return;
+    try {
+      sink_.reopen();
+      spdlog::info("SIGHUP: reopened {} and {}", sink_.results_path(), sink_.dead_letter_path());
+    } catch (const std::exception& e) {
+      stop_run(e.what());
+    }
+  }
+
   /// Stops the run: take no more jobs and let those in flight finish (`hard`
   /// false), or abort them (they get no line). Call on the io_context's thread.
   void stop(bool hard) {
@@ -689,13 +700,7 @@ class batch {
       // A signal already queued when the run ended must not start anything.
       if (ec || done_) return;
       if (signo == SIGHUP) {
-        // logrotate moved the files: continue in new ones.
-        try {
-          sink_.reopen();
-          spdlog::info("SIGHUP: reopened {} and {}", sink_.results_path(), sink_.dead_letter_path());
-        } catch (const std::exception& e) {
-          stop_run(e.what());
-        }
+        reopen_outputs();
       } else if (!stopping_) {
         signal_ = signo;
         stopping_ = true;
@@ -961,6 +966,10 @@ void run_session::start(std::function<void()> on_done) {
     impl_->report.fatal_error = e.what();
     if (on_done) on_done();
   }
+}
+
+void run_session::reopen_outputs() {
+  if (impl_->b) impl_->b->reopen_outputs();
 }
 
 void run_session::stop(bool hard) {

@@ -1,5 +1,7 @@
-/// `orgpatchd serve`: the engine of `run`, fed by a spool directory, until
-/// stopped; and `orgpatchd submit`, which drops a job file into the spool.
+/// `orgpatchd serve`: the engine of `run`, fed by a spool directory and, with
+/// `serve.redis.url`, a Redis stream, until stopped; and `orgpatchd submit`,
+/// which drops a job file into the spool (see sources/redis_source.hpp for the
+/// stream).
 ///
 /// Spool (DESIGN.md §6): a file appears in `incoming/` (inotify, and a scan at
 /// start), is claimed by an atomic rename into `processing/`, run with its
@@ -10,11 +12,22 @@
 /// refuses the token or TLS fails, the file waits in `processing/` and is tried
 /// again every minute. Symbolic links in the spool are never followed.
 ///
-/// systemd: READY=1 once the config is loaded and the spool is open, STATUS=
-/// every few seconds, RELOADING=1 on SIGHUP (the config is read again for the
-/// next files), STOPPING=1 on SIGTERM (the current file's requests in flight
-/// finish within shutdown_grace_s; it is resumed at the next start), WATCHDOG=1
-/// at half of WATCHDOG_USEC.
+/// Stream: one run that does not end, beside the spool's files, its results in
+/// `output.results`/`output.dead_letter` (default: stream.results.jsonl and
+/// stream.failed.jsonl in the folder above the spool). With Redis, the rate
+/// limits are shared by every instance (and by the spool's files) through Redis.
+/// When the run stops on its own (the token refused, TLS), it starts again a
+/// minute later; what it held is read back from the consumer's pending list.
+///
+/// systemd: READY=1 once the config is loaded and the sources are open (Redis
+/// may still be unreachable: STATUS= says so), STATUS= every few seconds,
+/// RELOADING=1 on SIGHUP (the config is read again for the next files and the
+/// stream's run starts again with it; every results file is reopened for
+/// logrotate), STOPPING=1 on SIGTERM (requests in flight finish within
+/// shutdown_grace_s; a file is resumed at the next start, a stream's unfinished
+/// entries are taken over once idle for claim_idle_ms, by another instance or
+/// by this one started again),
+/// WATCHDOG=1 at half of WATCHDOG_USEC.
 #pragma once
 
 #include "orgpatch/config.hpp"

@@ -67,6 +67,11 @@ class run_session {
   /// report is final.
   void start(std::function<void()> on_done);
 
+  /// Closes and opens again the results and dead-letter files (logrotate's
+  /// SIGHUP); a new file starts with a continuation header. A failure stops
+  /// the run (exit 1).
+  void reopen_outputs();
+
   /// Take no more jobs and let those in flight finish (`hard` false), or abort
   /// them (they get no line; the file can be resumed).
   void stop(bool hard);

@@ -358,6 +358,17 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
         next_claim = claim_cursor != "0-0" ? now : now + p.claim_idle / 2;
         continue;
       }
+      if (now >= next_forget) {
+        // Names of instances long gone (a consumer per process) do not pile up.
+        next_forget = now + k_forget_every;
+        auto r = co_await stream.forget_idle_consumers(k_forget_idle);
+        if (!r) {
+          lost(gen, stream.last_error());
+          continue;
+        }
+        if (*r > 0) spdlog::info("{}: removed {} consumer(s) idle for an hour with nothing pending", name, *r);
+        continue;
+      }
       // Sleep until the next touch or scan is due, or an acknowledgement comes.
       auto until = now + 1s;
       if (!held.empty()) until = std::min(until, next_touch);
@@ -412,6 +423,9 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
   }
 
   static constexpr std::size_t k_touch_batch = 1000;
+  static constexpr auto k_forget_every = std::chrono::minutes(10);
+  static constexpr auto k_forget_idle = std::chrono::hours(1);
+  clock::time_point next_forget = clock::now() + std::chrono::seconds(30);
   static constexpr std::size_t k_ack_batch = 1024; // acknowledgements sent at once without waiting
   static constexpr auto k_ack_delay = 10ms;        // the longest one waits for others to join it
   clock::time_point first_ack{};                   // when the oldest waiting one was handed over
@@ -490,6 +504,9 @@ void redis_source::release_unfinished() {
     spdlog::info("{}: {} unfinished entr(y/ies) released: another instance (or this one) takes them over once idle",
                  d.name, d.held.size() - keep.size());
   d.held = std::move(keep);
+  // Read back at once from this consumer's pending list, for the next run.
+  d.recover = true;
+  d.kick.cancel();
 }
 
 void redis_source::wait_readable(std::function<void()> wake) {

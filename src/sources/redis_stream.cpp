@@ -243,6 +243,37 @@ net::awaitable<result<std::vector<std::string>>> redis_stream::add(std::vector<s
   co_return ids;
 }
 
+net::awaitable<result<std::uint64_t>> redis_stream::forget_idle_consumers(std::chrono::milliseconds idle) {
+  std::vector<std::string> argv{"XINFO", "CONSUMERS", params_.stream, params_.group};
+  auto r = co_await commands_->command(std::move(argv), params_.command_timeout);
+  if (!r) co_return fail(r.error(), "XINFO CONSUMERS");
+  if (!r->is_array()) co_return fail_reply(*r, "XINFO CONSUMERS");
+  // Each consumer: [name, n, pending, n, idle, ms, …] as field/value pairs.
+  std::vector<std::vector<std::string>> deletes;
+  for (const auto& c : r->elements) {
+    if (!c.is_array()) continue;
+    std::string name;
+    long long pending = -1, idle_ms = -1;
+    for (std::size_t i = 0; i + 1 < c.elements.size(); i += 2) {
+      const auto& k = c.elements[i].str;
+      const auto& v = c.elements[i + 1];
+      if (k == "name" && v.is_string()) name = v.str;
+      else if (k == "pending" && v.is_integer()) pending = v.integer;
+      else if (k == "idle" && v.is_integer()) idle_ms = v.integer;
+    }
+    if (!name.empty() && name != params_.consumer && pending == 0 && idle_ms >= idle.count())
+      deletes.push_back({"XGROUP", "DELCONSUMER", params_.stream, params_.group, name});
+  }
+  if (deletes.empty()) co_return std::uint64_t{0};
+  const std::uint64_t n = deletes.size();
+  auto replies = co_await commands_->pipeline(std::move(deletes), params_.command_timeout);
+  for (const auto& rr : replies) {
+    if (!rr) co_return fail(rr.error(), "XGROUP DELCONSUMER");
+    if (rr->is_error()) co_return fail_reply(*rr, "XGROUP DELCONSUMER");
+  }
+  co_return n;
+}
+
 net::awaitable<result<std::uint64_t>> redis_stream::pending_count() {
   std::vector<std::string> argv{"XPENDING", params_.stream, params_.group};
   auto r = co_await commands_->command(std::move(argv), params_.command_timeout);

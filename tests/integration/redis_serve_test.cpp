@@ -246,6 +246,46 @@ TEST(RedisServeTest, DroppedConnectionsAreMadeAgainWithoutLosingAcknowledgements
   redis_setup::stop(a);
 }
 
+// logrotate then SIGHUP mid-run: the results continue in a new file (with its
+// header), the stream's run starts again with the config read again, and every
+// job still gets exactly one line.
+TEST(RedisServeTest, ReloadMidRunReopensTheResultsAndLosesNoJob) {
+  redis_setup s;
+  instance a = s.start("a", "{requests_per_second: 300, burst: 10, per_account_requests_per_second: 0}");
+  constexpr std::size_t n = 900;
+  s.submit(n, 0xd6, (a.home / "orgpatchd.yaml").string());
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (redis_setup::lines_by_entry({&a}).size() < 150 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(20ms);
+  const fs::path rotated = a.home / "stream.results.jsonl.1";
+  fs::rename(a.results(), rotated);
+  a.child->signal(SIGHUP);
+  ASSERT_TRUE(a.notify->wait_for("RELOADING=1", 5s));
+  ASSERT_TRUE(s.wait_all_done({&a}, 1, 30s));  // pending 0 once all is done; lines counted below
+  const auto end = std::chrono::steady_clock::now() + 30s;
+  std::map<std::string, std::size_t> lines;
+  for (;;) {
+    lines.clear();
+    for (const fs::path& f : {rotated, a.results()})
+      if (fs::exists(f))
+        for (const auto& line : test::read_lines(f.string())) {
+          const auto v = boost::json::parse(line).as_object();
+          if (v.contains("entry")) ++lines[std::string(v.at("entry").as_string())];
+        }
+    if ((lines.size() == n && pending(s.redis) == 0) || std::chrono::steady_clock::now() > end) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(lines.size(), n) << redis_setup::logs({&a});
+  for (const auto& [entry, count] : lines) EXPECT_EQ(count, 1u) << entry;
+  const auto fresh = test::read_lines(a.results().string());
+  ASSERT_FALSE(fresh.empty());
+  EXPECT_NE(fresh.front().find("\"orgpatchd\""), std::string::npos) << "the new file starts with a header";
+  EXPECT_GT(fresh.size(), 1u);
+  EXPECT_NE(test::read_file(a.log().string()).find("starts again"), std::string::npos);
+  EXPECT_EQ(s.server->stats_snapshot(false).max_applies_per_org, 1u);
+  redis_setup::stop(a);
+}
+
 TEST(RedisServeTest, AnEntryDeliveredTooOftenGoesToTheDeadLetterStream) {
   redis_setup s;
   // An entry a consumer took and never acknowledged (it died), already delivered once.

@@ -798,3 +798,40 @@ TEST(RedisStream, SubmitIsPipelined) {
 
 }  // namespace
 }  // namespace orgpatch
+
+namespace orgpatch {
+namespace {
+
+// Consumers of instances long gone are removed; one with pending entries, and
+// this instance itself, are kept.
+TEST(RedisStream, ForgetsIdleConsumersWithNothingPending) {
+  test::redis_server server;
+  net::io_context ioc;
+  redis_connection reader(ioc.get_executor()), commands(ioc.get_executor());
+  redis_stream s(reader, commands, stream_params("me"));
+  run(ioc, [&]() -> net::awaitable<void> {
+    if (!co_await connect_to(commands, server)) co_return;
+    EXPECT_FALSE(co_await s.ensure_group());
+    co_await must(commands, args("XADD", "test:jobs", "*", "job", "{}"));
+    // "busy" holds the entry; "gone" and "me" read nothing.
+    co_await must(commands, args("XREADGROUP", "GROUP", "workers", "busy", "COUNT", "1", "STREAMS", "test:jobs", ">"));
+    co_await must(commands, args("XGROUP", "CREATECONSUMER", "test:jobs", "workers", "gone"));
+    co_await must(commands, args("XGROUP", "CREATECONSUMER", "test:jobs", "workers", "me"));
+    auto removed = co_await s.forget_idle_consumers(std::chrono::milliseconds(0));
+    EXPECT_TRUE(removed.has_value()) << s.last_error();
+    CO_ASSERT(removed.has_value());
+    EXPECT_EQ(*removed, 1u);
+    auto left = co_await must(commands, args("XINFO", "CONSUMERS", "test:jobs", "workers"));
+    std::set<std::string> names;
+    for (const auto& c : left.elements) names.insert(c.elements[1].str);
+    EXPECT_EQ(names, (std::set<std::string>{"busy", "me"}));
+    // Not idle long enough: nobody is removed.
+    co_await must(commands, args("XGROUP", "CREATECONSUMER", "test:jobs", "workers", "fresh"));
+    auto none = co_await s.forget_idle_consumers(std::chrono::hours(1));
+    CO_ASSERT(none.has_value());
+    EXPECT_EQ(*none, 0u);
+  }());
+}
+
+}  // namespace
+}  // namespace orgpatch

@@ -88,8 +88,8 @@ class redis_source final : public job_source {
   void shutdown(std::chrono::milliseconds timeout, std::function<void()> on_closed);
 
   /// The engine that took entries from this source ended without finishing
-  /// them all (a fatal error): those it held are no longer kept fresh, so they
-  /// are taken over (by any instance, this one included) once idle.
+  /// them all (a fatal error, or a restart for a new config): they are read
+  /// back from this consumer's pending list for the next engine.
   void release_unfinished();
 
   /// The consumer name in use.

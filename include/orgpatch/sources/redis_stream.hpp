@@ -123,6 +123,12 @@ class redis_stream {
   /// their entry ids, in order.
   boost::asio::awaitable<boost::system::result<std::vector<std::string>>> add(std::vector<std::string> jobs);
 
+  /// Removes the group's consumers that hold no pending entry and have been
+  /// idle for at least `idle` (XINFO CONSUMERS, then XGROUP DELCONSUMER each):
+  /// the names of instances long gone. A live consumer removed this way is made
+  /// again by its next read. Gives how many were removed.
+  boost::asio::awaitable<boost::system::result<std::uint64_t>> forget_idle_consumers(std::chrono::milliseconds idle);
+
   /// XPENDING s g: how many entries of the group are pending (delivered, not acked).
   boost::asio::awaitable<boost::system::result<std::uint64_t>> pending_count();
 
