@@ -80,6 +80,14 @@ bool is_job_file_name(const std::string& name) {
 
 void notify(const std::string& state) { sd_notify(0, state.c_str()); }
 
+bool same_redis_settings(const config& a, const config& b) {
+  const auto& x = a.serve.redis;
+  const auto& y = b.serve.redis;
+  return x.url == y.url && x.stream == y.stream && x.group == y.group && x.consumer == y.consumer &&
+         x.max_deliveries == y.max_deliveries && x.claim_idle_ms == y.claim_idle_ms &&
+         x.dead_letter_stream == y.dead_letter_stream && x.results_stream == y.results_stream;
+}
+
 class spool_daemon {
  public:
   explicit spool_daemon(serve_options o)
@@ -281,6 +289,7 @@ class spool_daemon {
 
   void start_stream_session() {
     if (stream_session_ || stopping_) return;
+    stream_->resume();
     run_options o;
     o.input = stream_->name();
     o.cfg = opt_.cfg;
@@ -291,8 +300,10 @@ class spool_daemon {
     spdlog::info("{}: consumer {} in group {}; results in {}", stream_->name(), stream_->consumer(),
                  opt_.cfg.serve.redis.group, *o.cfg.output.results);
     // Idempotency keys come from the stream's name and each job's key: the
-    // same on every host that may take an entry over.
-    stream_session_ = std::make_unique<run_session>(io_, std::move(o), *stream_, "redis-stream:" + opt_.cfg.serve.redis.stream);
+    // same on every host that may take an entry over. (The stream read is the
+    // one opened at start: serve.redis.* changes need a restart.)
+    stream_session_ = std::make_unique<run_session>(io_, std::move(o), *stream_,
+                                                    "redis-stream:" + stream_->stream_name());
     stream_session_->start([this] { net::post(io_, [this] { stream_session_done(); }); });
   }
 
@@ -300,6 +311,7 @@ class spool_daemon {
     const run_report r = stream_session_->take_report();
     stream_session_.reset();
     stream_jobs_ += r.metrics.jobs();
+    stream_not_ok_ += r.metrics.jobs() - r.metrics.ok();
     if (stopping_) {
       stream_->shutdown(std::chrono::seconds(5), [this] {
         stream_closed_ = true;
@@ -308,7 +320,7 @@ class spool_daemon {
       return;
     }
     if (std::exchange(restart_stream_, false) && r.fatal_error.empty()) {
-      stream_->release_unfinished();
+      stream_->release_unfinished(true);
       start_stream_session();
       return;
     }
@@ -316,7 +328,7 @@ class spool_daemon {
     // file. What it held is released (taken over once idle) and it starts again.
     spdlog::error("{}: {} — trying again in {} s", stream_->name(),
                   r.fatal_error.empty() ? std::string("the run ended") : r.fatal_error, k_retry_s);
-    stream_->release_unfinished();
+    stream_->release_unfinished(false);
     stream_retry_timer_.expires_after(std::chrono::seconds(k_retry_s));
     stream_retry_timer_.async_wait([this](boost::system::error_code ec) {
       if (!ec && !finished_) start_stream_session();
@@ -340,9 +352,11 @@ class spool_daemon {
       try {
         config c = load_config(*opt_.config_path);
         validate_config(c);
-        opt_.cfg = std::move(c);
+        const config c_before = std::exchange(opt_.cfg, std::move(c));
         spdlog::info("SIGHUP: {} read again (applies from the next file{})", *opt_.config_path,
                      stream_session_ ? "; the stream's run starts again with it" : "");
+        if (stream_ && !same_redis_settings(c_before, opt_.cfg))
+          spdlog::warn("SIGHUP: serve.redis.* changed: the stream keeps its settings until the service restarts");
         // The stream's run takes the new limits by starting again; the entries
         // it held are read back from this consumer's pending list.
         if (stream_session_) {
@@ -404,10 +418,12 @@ class spool_daemon {
   }
 
   void schedule_status() {
-    status_timer_.expires_after(std::chrono::seconds(5));
+    status_timer_.expires_after(std::chrono::seconds(k_status_s));
     status_timer_.async_wait([this](boost::system::error_code ec) {
       if (ec || finished_) return;
       std::string status;
+      std::uint64_t done = finished_jobs_;
+      if (current_) done += current_->report().metrics.jobs();
       if (current_) {
         const auto& m = current_->report().metrics;
         status = fmt::format("STATUS=running {}: {} jobs done ({} ok, {} not ok); {} file(s) queued; {} done since start",
@@ -417,12 +433,21 @@ class spool_daemon {
       }
       if (stream_) {
         const auto& st = stream_->stats();
-        const std::uint64_t now_jobs = stream_jobs_ + (stream_session_ ? stream_session_->report().metrics.jobs() : 0);
-        status += fmt::format("; stream {}: {} jobs done, {} held, {}", opt_.cfg.serve.redis.stream, now_jobs,
-                              stream_->held(), stream_->ready() ? "connected" : "Redis unreachable");
+        std::uint64_t jobs = stream_jobs_, not_ok = stream_not_ok_;
+        if (stream_session_) {
+          const auto& m = stream_session_->report().metrics;
+          jobs += m.jobs();
+          not_ok += m.jobs() - m.ok();
+        }
+        done += jobs;
+        status += fmt::format("; stream {}: {} jobs done ({} not ok), {} held, {}", opt_.cfg.serve.redis.stream, jobs,
+                              not_ok, stream_->held(), stream_->ready() ? "connected" : "Redis unreachable");
         if (st.claimed || st.dead_lettered)
           status += fmt::format(", {} taken over, {} dead-lettered", st.claimed, st.dead_lettered);
       }
+      // The rate over the last interval (what an operator watching `systemctl status` wants).
+      status += fmt::format("; {:.0f} jobs/s", static_cast<double>(done - std::min(done, status_done_)) / k_status_s);
+      status_done_ = done;
       notify(status);
       schedule_status();
     });
@@ -444,6 +469,7 @@ class spool_daemon {
   }
 
   static constexpr unsigned k_retry_s = 60;
+  static constexpr unsigned k_status_s = 5;
 
   serve_options opt_;
   fs::path spool_;
@@ -460,7 +486,9 @@ class spool_daemon {
   net::steady_timer stream_retry_timer_{io_};
   std::unique_ptr<redis_source> stream_;  // after io_: destroyed before it
   std::unique_ptr<run_session> stream_session_;
-  std::uint64_t stream_jobs_ = 0;
+  std::uint64_t stream_jobs_ = 0;    // by stream runs that ended (SIGHUP, a fatal error)
+  std::uint64_t stream_not_ok_ = 0;
+  std::uint64_t status_done_ = 0;    // jobs done at the last STATUS=
   bool stream_closed_ = false;
   bool restart_stream_ = false;  // SIGHUP: the stream's run stops to start again with the new config
   std::string current_name_;

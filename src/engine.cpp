@@ -633,7 +633,10 @@ class batch {
   void note_entry(const std::string& entry_id, const job_result& r) {
     if (entry_id.empty() || !source_.acknowledges()) return;
     finished_entry e{entry_id, {}};
-    if (source_.publishes_results()) append_result_line(e.result_line, r);
+    if (source_.publishes_results()) {
+      append_result_line(e.result_line, r);
+      if (!e.result_line.empty() && e.result_line.back() == '\n') e.result_line.pop_back();
+    }
     acks_.push_back(std::move(e));
   }
 

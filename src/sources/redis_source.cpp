@@ -175,13 +175,13 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
   // An entry delivered to this process: to the engine, or to the dead-letter
   // stream when delivered too often.
   void admit(stream_entry e) {
-    if (held.contains(e.id)) return;  // already ours
+    if (held.contains(e.id)) return;  // already ours (in the engine, or waiting for the dead-letter stream)
+    held.insert(e.id);
     if (e.deliveries > p.max_deliveries) {
       to_dead.push_back(std::move(e));
       kick.cancel();
       return;
     }
-    held.insert(e.id);
     buffer.push_back(std::move(e));
     woken();
   }
@@ -196,6 +196,23 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
     commands.close();
     room.cancel();
     kick.cancel();
+  }
+
+  // A failed step: a Redis error reply (a wrong type, out of memory…) is said
+  // and tried again a second later on the same connection; anything else means
+  // the connection is gone.
+  net::awaitable<void> trouble(unsigned gen, boost::system::error_code ec) {
+    if (ec != redis_errc::unexpected_reply) {
+      lost(gen, stream.last_error());
+      co_return;
+    }
+    const auto now = clock::now();
+    if (now >= next_error_log) {
+      spdlog::error("{}: {}; trying again", name, stream.last_error());
+      next_error_log = now + 60s;
+    }
+    kick.expires_after(1s);
+    co_await kick.async_wait(use_tuple);
   }
 
   net::awaitable<bool> connect_all() {
@@ -245,8 +262,8 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
         }
         continue;
       }
-      if (buffer.size() >= p.read_count) {
-        // The engine has enough: wait until it takes some (next() wakes us).
+      if (buffer.size() >= p.read_count || paused) {
+        // The engine has enough (or there is no engine): wait until it takes some (next() wakes us).
         room.expires_at(net::steady_timer::time_point::max());
         co_await room.async_wait(use_tuple);
         continue;
@@ -255,7 +272,7 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
       auto r = co_await stream.read(p.read_count, p.block);
       if (stopping) break;
       if (!r) {
-        lost(gen, stream.last_error());
+        co_await trouble(gen, r.error());
         continue;
       }
       stats.read += r->size();
@@ -265,15 +282,25 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
 
   net::awaitable<void> housekeeping_loop() {
     for (;;) {
-      if (stopping && to_ack.empty()) break;
-      if (!ready) {
+      if (stopping && (to_ack.empty() || abandon_acks)) break;
+      if (!ready && !stopping) {
         kick.expires_after(1s);
         co_await kick.async_wait(use_tuple);
         continue;
       }
+      if (!ready && !commands.connected()) {
+        // Stopping with acknowledgements left and the reader gone: the commands
+        // connection alone is made again for them (until shutdown's time is up).
+        const auto ec = co_await commands.connect(p.redis.host, p.redis.port, p.connect_timeout);
+        if (ec) {
+          kick.expires_after(200ms);
+          co_await kick.async_wait(use_tuple);
+        }
+        continue;
+      }
       const unsigned gen = generation;
       const auto now = clock::now();
-      if (recover) {
+      if (recover && !paused && !stopping) {
         recover = false;
         co_await recover_own(gen);
         continue;
@@ -297,11 +324,18 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
         }
         const std::size_t n = to_ack.size();
         auto r = co_await stream.publish_and_ack(p.results_stream, std::move(lines), ids);
+        if (abandon_acks) break;  // shutdown's time ran out meanwhile: to_ack is no longer ours to touch
         if (!r) {
-          lost(gen, stream.last_error());
+          if (!ready) commands.close();  // stopping: made again above
+          co_await trouble(gen, r.error());
           continue;
         }
-        to_ack.erase(to_ack.begin(), to_ack.begin() + static_cast<std::ptrdiff_t>(n));
+        if (stream.publish_failures() > publish_failures_logged) {
+          publish_failures_logged = stream.publish_failures();
+          spdlog::error("{}: {} result line(s) not added to {} so far: {}", name, publish_failures_logged,
+                        p.results_stream, stream.last_error());
+        }
+        to_ack.erase(to_ack.begin(), to_ack.begin() + static_cast<std::ptrdiff_t>(std::min(n, to_ack.size())));
         first_ack = clock::now();
         for (const auto& id : ids) held.erase(id);
         stats.acked += ids.size();
@@ -314,10 +348,11 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
         auto r = co_await stream.dead_letter(
             e, fmt::format("delivered {} times (serve.redis.max_deliveries is {})", deliveries, p.max_deliveries));
         if (!r) {
-          lost(gen, stream.last_error());
+          co_await trouble(gen, r.error());
           continue;
         }
         to_dead.pop_front();
+        held.erase(e.id);
         ++stats.dead_lettered;
         spdlog::warn("{}: entry {} delivered {} times: moved to {} as {}", name, e.id, deliveries,
                      p.stream.dead_letter_stream, *r);
@@ -326,23 +361,13 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
       if (now >= next_touch && !held.empty()) {
         // Keep what this process works on from looking abandoned.
         next_touch = now + p.claim_idle / 3;
-        const std::vector<std::string> ids = held.ids();
-        bool failed = false;
-        for (std::size_t i = 0; i < ids.size() && !failed; i += k_touch_batch) {
-          std::vector<std::string> part(ids.begin() + static_cast<std::ptrdiff_t>(i),
-                                        ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), i + k_touch_batch)));
-          auto r = co_await stream.touch(std::move(part));
-          if (!r) {
-            lost(gen, stream.last_error());
-            failed = true;
-          }
-        }
+        co_await touch_held(gen);
         continue;
       }
-      if (now >= next_claim && buffer.size() < p.read_count) {
+      if (now >= next_claim && buffer.size() < p.read_count && !paused) {
         auto r = co_await stream.claim_idle(p.claim_idle, p.read_count, claim_cursor);
         if (!r) {
-          lost(gen, stream.last_error());
+          co_await trouble(gen, r.error());
           continue;
         }
         claim_cursor = r->next;
@@ -363,7 +388,7 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
         next_forget = now + k_forget_every;
         auto r = co_await stream.forget_idle_consumers(k_forget_idle);
         if (!r) {
-          lost(gen, stream.last_error());
+          co_await trouble(gen, r.error());
           continue;
         }
         if (*r > 0) spdlog::info("{}: removed {} consumer(s) idle for an hour with nothing pending", name, *r);
@@ -378,12 +403,33 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
     }
   }
 
+  // Resets the idle time of every held entry still ours; forgets those another
+  // instance took over meanwhile (this one looked dead to it).
+  net::awaitable<void> touch_held(unsigned gen) {
+    const std::vector<std::string> ids = held.ids();
+    for (std::size_t i = 0; i < ids.size(); i += k_touch_batch) {
+      std::vector<std::string> part(ids.begin() + static_cast<std::ptrdiff_t>(i),
+                                    ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), i + k_touch_batch)));
+      auto r = co_await stream.touch(part);
+      if (!r) {
+        co_await trouble(gen, r.error());
+        co_return;
+      }
+      if (r->size() == part.size()) continue;
+      id_set kept;
+      for (const auto& id : *r) kept.insert(id);
+      for (const auto& id : part)
+        if (!kept.contains(id)) held.erase(id);
+    }
+  }
+
   net::awaitable<void> recover_own(unsigned gen) {
     std::string after = "0";
     for (;;) {
       auto r = co_await stream.read_own_pending(p.read_count, after);
       if (!r) {
-        lost(gen, stream.last_error());
+        recover = true;  // again, once connected or the error has passed
+        co_await trouble(gen, r.error());
         co_return;
       }
       if (r->empty()) co_return;
@@ -426,6 +472,10 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
   static constexpr auto k_forget_every = std::chrono::minutes(10);
   static constexpr auto k_forget_idle = std::chrono::hours(1);
   clock::time_point next_forget = clock::now() + std::chrono::seconds(30);
+  clock::time_point next_error_log{};
+  std::uint64_t publish_failures_logged = 0;
+  bool paused = false;        // no engine to feed (a failed run waits to start again)
+  bool abandon_acks = false;  // shutdown's time ran out
   static constexpr std::size_t k_ack_batch = 1024; // acknowledgements sent at once without waiting
   static constexpr auto k_ack_delay = 10ms;        // the longest one waits for others to join it
   clock::time_point first_ack{};                   // when the oldest waiting one was handed over
@@ -472,7 +522,8 @@ void redis_source::shutdown(std::chrono::milliseconds timeout, std::function<voi
     if (!self->to_ack.empty())
       spdlog::warn("{}: {} acknowledgement(s) not sent (Redis unreachable); those entries will run again elsewhere",
                    self->name, self->to_ack.size());
-    self->to_ack.clear();
+    // The housekeeper drops them itself (it may be awaiting a reply that uses them).
+    self->abandon_acks = true;
     self->ready = false;
     self->commands.close();
     self->kick.cancel();
@@ -481,6 +532,7 @@ void redis_source::shutdown(std::chrono::milliseconds timeout, std::function<voi
 
 const std::string& redis_source::consumer() const noexcept { return impl_->stream.params().consumer; }
 const std::string& redis_source::name() const noexcept { return impl_->name; }
+const std::string& redis_source::stream_name() const noexcept { return impl_->p.stream.stream; }
 bool redis_source::ready() const noexcept { return impl_->ready; }
 std::size_t redis_source::held() const noexcept { return impl_->held.size(); }
 const redis_source_stats& redis_source::stats() const noexcept { return impl_->stats; }
@@ -495,17 +547,32 @@ std::optional<source_item> redis_source::next() {
   return it;
 }
 
-void redis_source::release_unfinished() {
+void redis_source::release_unfinished(bool keep_reading) {
   auto& d = *impl_;
   id_set keep;
-  for (const auto& e : d.buffer) keep.insert(e.id);
   for (const auto& f : d.to_ack) keep.insert(f.entry_id);
-  if (d.held.size() > keep.size())
-    spdlog::info("{}: {} unfinished entr(y/ies) released: another instance (or this one) takes them over once idle",
-                 d.name, d.held.size() - keep.size());
+  for (const auto& e : d.to_dead) keep.insert(e.id);
+  if (keep_reading) {
+    for (const auto& e : d.buffer) keep.insert(e.id);
+    // Read back at once from this consumer's pending list, for the next run.
+    d.recover = true;
+  } else {
+    // Nobody here to run them for a while: no longer kept fresh, they are
+    // taken over by another instance once idle (or read back by resume()).
+    d.buffer.clear();
+    d.paused = true;
+    spdlog::info("{}: {} unfinished entr(y/ies) released; reading paused", d.name, d.held.size() - keep.size());
+  }
   d.held = std::move(keep);
-  // Read back at once from this consumer's pending list, for the next run.
-  d.recover = true;
+  d.kick.cancel();
+}
+
+void redis_source::resume() {
+  auto& d = *impl_;
+  if (!d.paused) return;
+  d.paused = false;
+  d.recover = true;  // what is still pending for this consumer first
+  d.room.cancel();
   d.kick.cancel();
 }
 

@@ -108,13 +108,36 @@ net::awaitable<result<std::vector<stream_entry>>> redis_stream::read(unsigned co
 }
 
 net::awaitable<result<std::vector<stream_entry>>> redis_stream::read_own_pending(unsigned count, std::string after) {
-  std::vector<std::string> argv{"XREADGROUP", "GROUP", params_.group, params_.consumer, "COUNT",
-                                std::to_string(std::max(count, 1u)), "STREAMS", params_.stream, after};
+  // XPENDING lists them (XREADGROUP from id 0 would count one more delivery of
+  // each), then XRANGE fetches each entry, all in one more round trip.
+  std::vector<std::string> argv{"XPENDING", params_.stream, params_.group, after == "0" ? "-" : "(" + after, "+",
+                                std::to_string(std::max(count, 1u)), params_.consumer};
   auto r = co_await commands_->command(std::move(argv), params_.command_timeout);
-  if (!r) co_return fail(r.error(), "XREADGROUP (own pending)");
+  if (!r) co_return fail(r.error(), "XPENDING (own pending)");
+  if (!r->is_array()) co_return fail_reply(*r, "XPENDING (own pending)");
   std::vector<stream_entry> entries;
-  if (!parse_read(*r, entries)) co_return fail_reply(*r, "XREADGROUP (own pending)");
-  co_return co_await with_deliveries(std::move(entries));
+  std::vector<std::vector<std::string>> ranges;
+  for (const auto& p : r->elements) {
+    // [id, consumer, idle ms, deliveries]
+    if (!p.is_array() || p.elements.size() != 4 || !p.elements[0].is_string() || !p.elements[3].is_integer())
+      co_return fail_reply(*r, "XPENDING (own pending)");
+    stream_entry e;
+    e.id = p.elements[0].str;
+    e.deliveries = static_cast<std::uint64_t>(p.elements[3].integer);
+    ranges.push_back({"XRANGE", params_.stream, e.id, e.id});
+    entries.push_back(std::move(e));
+  }
+  if (entries.empty()) co_return entries;
+  auto replies = co_await commands_->pipeline(std::move(ranges), params_.command_timeout);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    auto& rr = replies[i];
+    if (!rr) co_return fail(rr.error(), "XRANGE (own pending)");
+    std::vector<stream_entry> found;
+    if (!parse_entries(*rr, found)) co_return fail_reply(*rr, "XRANGE (own pending)");
+    // Deleted from the stream meanwhile: it comes back with no fields.
+    if (!found.empty()) entries[i].fields = std::move(found.front().fields);
+  }
+  co_return entries;
 }
 
 net::awaitable<result<std::uint64_t>> redis_stream::ack(std::vector<std::string> ids) {
@@ -131,8 +154,15 @@ net::awaitable<result<std::uint64_t>> redis_stream::publish_and_ack(std::string 
                                                                     std::vector<std::string> lines,
                                                                     std::vector<std::string> ids) {
   std::vector<std::vector<std::string>> commands;
+  std::size_t published = 0;
   if (!results_stream.empty())
-    for (auto& line : lines) commands.push_back({"XADD", results_stream, "*", "result", std::move(line)});
+    for (auto& line : lines) {
+      if (line.empty()) continue;
+      // Capped (approximately, so trimming stays cheap): a results stream nobody reads must not fill Redis.
+      commands.push_back({"XADD", results_stream, "MAXLEN", "~", std::to_string(k_results_stream_max), "*", "result",
+                          std::move(line)});
+      ++published;
+    }
   if (!ids.empty()) {
     std::vector<std::string> xack{"XACK", params_.stream, params_.group};
     xack.insert(xack.end(), std::make_move_iterator(ids.begin()), std::make_move_iterator(ids.end()));
@@ -140,25 +170,33 @@ net::awaitable<result<std::uint64_t>> redis_stream::publish_and_ack(std::string 
   }
   if (commands.empty()) co_return std::uint64_t{0};
   auto replies = co_await commands_->pipeline(std::move(commands), params_.command_timeout);
-  for (const auto& r : replies) {
+  for (const auto& r : replies)
     if (!r) co_return fail(r.error(), "XADD results / XACK");
-    if (r->is_error()) co_return fail_reply(*r, "XADD results / XACK");
-  }
+  // A line Redis refused (its stream of another type, out of memory) is in the
+  // results file all the same: it is counted, and the acknowledgement stands.
+  for (std::size_t i = 0; i < published; ++i)
+    if (replies[i]->is_error()) {
+      ++publish_failures_;
+      fail_reply(*replies[i], "XADD " + results_stream);
+    }
   if (ids.empty()) co_return std::uint64_t{0};
   const auto& last = *replies.back();
   if (!last.is_integer()) co_return fail_reply(last, "XACK");
   co_return static_cast<std::uint64_t>(last.integer);
 }
 
-net::awaitable<result<std::uint64_t>> redis_stream::touch(std::vector<std::string> ids) {
-  if (ids.empty()) co_return std::uint64_t{0};
-  std::vector<std::string> argv{"XCLAIM", params_.stream, params_.group, params_.consumer, "0"};
+net::awaitable<result<std::vector<std::string>>> redis_stream::touch(std::vector<std::string> ids) {
+  std::vector<std::string> kept;
+  if (ids.empty()) co_return kept;
+  std::vector<std::string> argv{"EVAL", std::string(k_touch_script), "1", params_.stream, params_.group,
+                                params_.consumer};
   argv.insert(argv.end(), std::make_move_iterator(ids.begin()), std::make_move_iterator(ids.end()));
-  argv.push_back("JUSTID");
   auto r = co_await commands_->command(std::move(argv), params_.command_timeout);
-  if (!r) co_return fail(r.error(), "XCLAIM JUSTID");
-  if (!r->is_array()) co_return fail_reply(*r, "XCLAIM JUSTID");
-  co_return static_cast<std::uint64_t>(r->elements.size());
+  if (!r) co_return fail(r.error(), "touching held entries");
+  if (!r->is_array()) co_return fail_reply(*r, "touching held entries");
+  for (auto& e : r->elements)
+    if (e.is_string()) kept.push_back(std::move(e.str));
+  co_return kept;
 }
 
 net::awaitable<result<claim_result>> redis_stream::claim_idle(std::chrono::milliseconds min_idle, unsigned count,

@@ -762,6 +762,32 @@ TEST(RedisStream, AutoclaimTakesOverADeadConsumerAndDeadLetters) {
     CO_ASSERT(own.has_value());
     EXPECT_EQ(own->size(), 3u);
     for (const auto& e : *own) EXPECT_GE(e.deliveries, 4u) << e.id;
+    for (const auto& e : *own) EXPECT_NE(e.job(), nullptr) << e.id;
+    // Reading them back counts no delivery, and pages with `after`.
+    auto first_two = co_await alive.read_own_pending(2);
+    CO_ASSERT(first_two.has_value());
+    EXPECT_EQ(first_two->size(), 2u);
+    for (std::size_t i = 0; i < first_two->size(); ++i) {
+      EXPECT_EQ((*first_two)[i].id, (*own)[i].id);
+      EXPECT_EQ((*first_two)[i].deliveries, (*own)[i].deliveries) << "a read-back raised the delivery count";
+    }
+    auto the_rest = co_await alive.read_own_pending(10, first_two->back().id);
+    CO_ASSERT(the_rest.has_value());
+    EXPECT_EQ(the_rest->size(), 1u);
+    // Touching keeps this consumer's entries, and never takes one another consumer holds.
+    co_await must(commands, args("XADD", "test:jobs", "*", "job", "other's"));
+    auto theirs = co_await must(commands, args("XREADGROUP", "GROUP", "workers", "other", "COUNT", "1", "STREAMS",
+                                               "test:jobs", ">"));
+    CO_ASSERT(theirs.is_array() && !theirs.elements.empty());
+    const std::string their_id = theirs.elements[0].elements[1].elements[0].elements[0].str;
+    std::vector<std::string> to_touch{own->front().id, their_id};
+    auto kept = co_await alive.touch(std::move(to_touch));
+    EXPECT_TRUE(kept.has_value()) << alive.last_error();
+    CO_ASSERT(kept.has_value());
+    EXPECT_EQ(*kept, std::vector<std::string>{own->front().id});
+    auto owner = co_await must(commands, args("XPENDING", "test:jobs", "workers", their_id, their_id, "1"));
+    CO_ASSERT(owner.is_array() && owner.elements.size() == 1u);
+    EXPECT_EQ(owner.elements[0].elements[1].str, "other");
   }());
 }
 

@@ -88,12 +88,22 @@ class redis_source final : public job_source {
   void shutdown(std::chrono::milliseconds timeout, std::function<void()> on_closed);
 
   /// The engine that took entries from this source ended without finishing
-  /// them all (a fatal error, or a restart for a new config): they are read
-  /// back from this consumer's pending list for the next engine.
-  void release_unfinished();
+  /// them all. `keep_reading` (a restart for a new config): they are read back
+  /// at once from this consumer's pending list for the next engine. Otherwise
+  /// (a failed run that starts again later): reading pauses, the unread buffer
+  /// is dropped and nothing but acknowledgements is kept fresh, so another
+  /// instance takes the entries over once idle; resume() reads back whatever is
+  /// still pending for this consumer.
+  void release_unfinished(bool keep_reading);
+
+  /// After release_unfinished(false): reading goes on, this consumer's pending
+  /// entries first.
+  void resume();
 
   /// The consumer name in use.
   const std::string& consumer() const noexcept;
+  /// The stream's name (serve.redis.stream as opened).
+  const std::string& stream_name() const noexcept;
   /// "redis://HOST:PORT STREAM", for messages and the results header.
   const std::string& name() const noexcept;
   /// True while both connections are up and the group exists.

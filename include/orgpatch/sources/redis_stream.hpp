@@ -84,10 +84,11 @@ class redis_stream {
   boost::asio::awaitable<boost::system::result<std::vector<stream_entry>>> read(unsigned count,
                                                                                 std::chrono::milliseconds block);
 
-  /// This consumer's own pending entries from `after` on (XREADGROUP … STREAMS s
-  /// <after>, not blocking, on the commands connection), with their delivery
-  /// counts: what a reconnected consumer re-takes. Entries deleted from the
-  /// stream meanwhile come back with no fields.
+  /// This consumer's own pending entries after id `after` ("0": from the
+  /// start), up to `count`, with their delivery counts, which this does not
+  /// raise (XPENDING … consumer, then XRANGE per entry, pipelined): what a
+  /// reconnected consumer re-takes. Entries deleted from the stream meanwhile
+  /// come back with no fields.
   boost::asio::awaitable<boost::system::result<std::vector<stream_entry>>> read_own_pending(unsigned count,
                                                                                             std::string after = "0");
 
@@ -102,10 +103,18 @@ class redis_stream {
                                                                                std::vector<std::string> lines,
                                                                                std::vector<std::string> ids);
 
-  /// XCLAIM s g consumer 0 ids… JUSTID: resets the idle time of entries this
-  /// consumer is still working on (their delivery counts unchanged), so no
-  /// other instance takes them over. Gives how many are still pending for it.
-  boost::asio::awaitable<boost::system::result<std::uint64_t>> touch(std::vector<std::string> ids);
+  /// Resets the idle time of entries this consumer is still working on (their
+  /// delivery counts unchanged), so no other instance takes them over: one Lua
+  /// script (k_touch_script) that XCLAIMs … JUSTID each id still pending *for
+  /// this consumer* — one another instance took over meanwhile stays its. Gives
+  /// the ids that are still this consumer's.
+  boost::asio::awaitable<boost::system::result<std::vector<std::string>>> touch(std::vector<std::string> ids);
+
+  /// Result lines refused by Redis so far (see publish_and_ack).
+  std::uint64_t publish_failures() const noexcept { return publish_failures_; }
+
+  /// The results stream is trimmed to about this many entries.
+  static constexpr std::uint64_t k_results_stream_max = 1000000;
 
   /// XAUTOCLAIM s g consumer min-idle start COUNT n: takes over up to `count`
   /// entries pending for at least `min_idle` (whoever holds them), then gives
@@ -142,6 +151,21 @@ class redis_stream {
   redis_connection* commands_;
   redis_stream_params params_;
   std::string last_error_;
+  std::uint64_t publish_failures_ = 0;
 };
+
+/// KEYS[1] the stream; ARGV group, consumer, ids…: XCLAIM … 0 id JUSTID for each
+/// id still pending for that consumer (XPENDING says who holds it); returns them.
+inline constexpr std::string_view k_touch_script = R"lua(
+local kept = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    kept[#kept + 1] = ARGV[i]
+  end
+end
+return kept
+)lua";
 
 }  // namespace orgpatch
