@@ -433,8 +433,14 @@ class batch {
     std::string request;
     build_request(request, request_target(endpoint_, j), common_headers_, st.idempotency_key, j.body);
 
-    // With Redis, every instance draws on the same budgets (local ones still apply).
+    // With Redis, every instance draws on the same budgets (local ones still
+    // apply). An account whose shared budget is already being waited for goes
+    // back for a moment rather than hold a connection slot the others could use.
     if (shared_) {
+      if (shared_->would_wait(j.integrated_account_id)) {
+        scheduler_.requeue_unsent(std::move(s), now + k_shared_poll, now);
+        co_return;
+      }
       co_await shared_->take(j.integrated_account_id);
       if (hard_stop_) co_return;
     }
@@ -754,6 +760,7 @@ class batch {
   static constexpr unsigned k_read_batch = 1024;
   static constexpr unsigned k_failures_logged = 20;
   static constexpr auto k_budget_poll = std::chrono::milliseconds(200);
+  static constexpr auto k_shared_poll = std::chrono::milliseconds(20);
   static constexpr auto k_default_retry_after = std::chrono::milliseconds(1000);
   static constexpr auto k_min_retry_after = std::chrono::milliseconds(50);
 

@@ -86,7 +86,7 @@ net::awaitable<grant> redis_limiter::acquire(std::string name, double rate, doub
 // --- shared_bucket -----------------------------------------------------------
 
 shared_bucket::shared_bucket(redis_limiter& limiter, net::any_io_executor ex, shared_bucket_params params)
-    : limiter_(&limiter), params_(std::move(params)), wake_(std::move(ex)) {
+    : limiter_(&limiter), params_(std::move(params)), wake_(ex), sleep_(ex) {
   wake_.expires_at(net::steady_timer::time_point::max());
   configure(params_.rate, params_.burst);
 }
@@ -112,9 +112,21 @@ void shared_bucket::configure(double rate, double burst) {
   batch_ = std::min(std::max(batch_, 1u), max_batch_);
 }
 
+void shared_bucket::cancel() noexcept {
+  cancelled_ = true;
+  wake_.cancel();
+  sleep_.cancel();
+}
+
+bool shared_bucket::would_wait() const noexcept {
+  if (params_.rate <= 0 || cancelled_) return false;
+  return (tokens_ == 0 || clock::now() >= expires_) && fetching_;
+}
+
 net::awaitable<error_code> shared_bucket::take() {
   if (params_.rate <= 0) co_return error_code{};
   for (;;) {
+    if (cancelled_) co_return net::error::operation_aborted;
     const auto now = clock::now();
     if (tokens_ > 0 && now >= expires_) {
       // Held too long: using them now could break b + r·W.
@@ -158,10 +170,9 @@ net::awaitable<error_code> shared_bucket::take() {
         break;
       }
       // Nothing free: sleep until the next token is due, then ask again.
-      steady_timer sleep(wake_.get_executor());
-      sleep.expires_after(std::max(g.wait, std::chrono::milliseconds{1}));
-      auto [sec] = co_await sleep.async_wait();
-      if (sec) {
+      sleep_.expires_after(std::max(g.wait, std::chrono::milliseconds{1}));
+      auto [sec] = co_await sleep_.async_wait(use_tuple);
+      if (sec || cancelled_) {
         result = net::error::operation_aborted;
         break;
       }
@@ -185,6 +196,14 @@ void shared_limits::close() noexcept {
   closed_ = true;
   conn_.close();
   connected_.cancel();
+  token_.cancel();
+  for (auto& [account, bucket] : accounts_) bucket->cancel();
+}
+
+bool shared_limits::would_wait(const std::string& account) const {
+  if (closed_ || degraded_ || params_.account_rate <= 0) return false;
+  const auto it = accounts_.find(account);
+  return it != accounts_.end() && it->second->would_wait();
 }
 
 void shared_limits::degrade(const std::string& why) {

@@ -182,6 +182,13 @@ class shared_bucket {
   /// (the caller may fall back to its local limiter); no token is then taken.
   boost::asio::awaitable<boost::system::error_code> take();
 
+  /// Ends every take(), pending and future, with `operation_aborted` (a stop).
+  void cancel() noexcept;
+
+  /// True when a take() now would wait for Redis (another taker is already
+  /// fetching and no token is held): the caller may do something else first.
+  bool would_wait() const noexcept;
+
   /// Changes the rate (AIMD) and/or burst; the derived τ, b' and batch follow.
   void configure(double rate, double burst);
   void set_rate(double rate) { configure(rate, params_.burst); }
@@ -214,6 +221,8 @@ class shared_bucket {
   bool fetching_ = false;
   unsigned waiting_ = 0;        // takers parked on wake_
   boost::asio::steady_timer wake_;  // parked forever; cancelled to wake the takers
+  boost::asio::steady_timer sleep_;  // the fetcher's wait for the next token (one fetcher at a time)
+  bool cancelled_ = false;
   std::uint64_t round_trips_ = 0;
   std::uint64_t fetched_ = 0;
   std::uint64_t wasted_ = 0;
@@ -246,6 +255,11 @@ class shared_limits {
 
   /// Closes the connection: pending take() calls return.
   void close() noexcept;
+
+  /// True when `account`'s shared budget is being waited for already: a job of
+  /// it would hold a connection slot while it waits, so the engine puts it back
+  /// for a moment and sends another account's job instead.
+  bool would_wait(const std::string& account) const;
 
   /// Requests that went without the shared budgets (Redis unreachable).
   std::uint64_t unshared() const noexcept { return unshared_; }
