@@ -397,7 +397,7 @@ struct redis_source::impl : std::enable_shared_from_this<impl> {
       // Sleep until the next touch or scan is due, or an acknowledgement comes.
       auto until = now + 1s;
       if (!held.empty()) until = std::min(until, next_touch);
-      if (buffer.size() < p.read_count) until = std::min(until, next_claim);
+      if (buffer.size() < p.read_count && !paused) until = std::min(until, next_claim);
       kick.expires_at(until);
       co_await kick.async_wait(use_tuple);
     }
