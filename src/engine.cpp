@@ -136,9 +136,8 @@ class file_job_source final : public job_source {
     if (desc_) return;
     const int fd = ::dup(file_->native_handle());
     if (fd < 0) {
-      spdlog::error("{}: cannot wait for input: {}", file_->path(), std::strerror(errno));
-      net::post(io_, [this] { woken(); });
-      return;
+      wake_ = {};
+      throw std::runtime_error(fmt::format("{}: cannot wait for input: {}", file_->path(), std::strerror(errno)));
     }
     desc_.emplace(io_, fd);
     desc_->async_wait(net::posix::stream_descriptor::wait_read, [this](boost::system::error_code) {
@@ -328,10 +327,15 @@ class batch {
   void wait_for_input() {
     if (waiting_input_) return;
     waiting_input_ = true;
-    source_.wait_readable([this] {
+    try {
+      source_.wait_readable([this] {
+        waiting_input_ = false;
+        notify();
+      });
+    } catch (const std::exception& e) {
       waiting_input_ = false;
-      notify();
-    });
+      stop_run(e.what());
+    }
   }
 
   // Streams hold few jobs ahead: what one instance holds, the others cannot take.

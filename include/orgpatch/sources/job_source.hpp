@@ -52,7 +52,8 @@ class job_source {
   /// may come (wait with `wait_readable`).
   virtual bool ended() const noexcept = 0;
   /// Calls `wake` once, on the io_context, when next() may give more (or the
-  /// wait was cancelled). A second call before then replaces the first.
+  /// wait was cancelled). A second call before then replaces the first. Throws
+  /// std::runtime_error when it cannot wait at all (the run then stops).
   virtual void wait_readable(std::function<void()> wake) = 0;
   /// Ends a wait_readable early (its `wake` is still called).
   virtual void cancel_wait() = 0;
