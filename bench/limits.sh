@@ -10,6 +10,7 @@
 #   bench/limits.sh [JOBS=4000] [ACCOUNTS=40] [TOKEN=200] [ACCOUNT=20]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/common.sh
 jobs=${1:-4000}
 accounts=${2:-40}
 token_limit=${3:-200}
@@ -39,9 +40,7 @@ gen() {  # gen MODE FILE
 gen uniform "$work/uniform.jsonl"
 gen zipf "$work/zipf.jsonl"
 
-umask 077
-head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/token"
-umask 022
+make_token
 
 cat > "$work/emulator.yaml" <<YAML
 rate_limit:
@@ -57,18 +56,6 @@ YAML
 client_token_rate=$(awk -v n="$token_limit" 'BEGIN { printf "%.2f", 0.98 * n - 2 }')
 client_account_rate=$(awk -v n="$account_limit" 'BEGIN { printf "%.3f", 0.975 * n }')
 
-start_emulator() {
-  build/orgpatch-emulator --listen 127.0.0.1:0 --write-cert "$work/cert" --token-file "$work/token" \
-    --config "$work/emulator.yaml" > "$work/emulator.out" 2> "$work/emulator.log" &
-  emulator_pid=$!
-  for _ in $(seq 100); do
-    grep -q '^listening on ' "$work/emulator.out" 2>/dev/null && break
-    sleep 0.1
-  done
-  url=$(sed -n 's/^listening on //p' "$work/emulator.out" | head -1)
-  [[ -n $url ]] || { cat "$work/emulator.log" >&2; exit 1; }
-}
-
 json_number() {  # json_number FILE KEY → the first "KEY":number
   grep -o "\"$2\":[0-9.]*" "$1" | head -1 | cut -d: -f2
 }
@@ -78,7 +65,7 @@ echo "[" > "$report"
 first=1
 printf '%-8s %6s %9s %9s %7s %9s %7s\n' scenario jobs "wall s" "min s" ratio requests "429 %"
 for scenario in uniform zipf; do
-  start_emulator
+  start_emulator --config "$work/emulator.yaml"
   cat > "$work/client.yaml" <<YAML
 api: {base_url: "$url"}
 tls: {ca_file: "$work/cert/cert.pem"}
@@ -91,7 +78,7 @@ YAML
   status=0
   build/orgpatchd run "$work/$scenario.jsonl" --config "$work/client.yaml" --token-file "$work/token" \
     --quiet --summary-json "$work/$scenario.summary.json" || status=$?
-  kill "$emulator_pid"; wait "$emulator_pid" 2>/dev/null || true; emulator_pid=
+  stop_emulator
   busiest=$(grep -o '"integrated_account_id":"[^"]*"' "$work/$scenario.jsonl" | sort | uniq -c | sort -rn | head -1 | awk '{print $1}')
   elapsed=$(json_number "$work/$scenario.summary.json" elapsed_s)
   requests=$(json_number "$work/$scenario.summary.json" requests)

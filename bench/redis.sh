@@ -12,6 +12,7 @@
 #   bench/redis.sh [JOBS=100000] [ACCOUNTS=200] [CONNECTIONS=32] [ROUNDS=2]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/common.sh
 jobs=${1:-100000}
 accounts=${2:-200}
 connections=${3:-32}
@@ -27,9 +28,7 @@ cleanup() {
 trap cleanup EXIT
 
 scripts/generate-jobs.sh "$jobs" "$accounts" > "$work/jobs.jsonl"
-umask 077
-head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/token"
-umask 022
+make_token
 
 # A redis-server of our own, on a free port, without persistence.
 for _ in $(seq 20); do
@@ -45,18 +44,6 @@ for _ in $(seq 20); do
 done
 [[ -n $redis_pid ]] || { echo "redis-server did not start" >&2; cat "$work/redis.log" >&2; exit 1; }
 
-start_emulator() {
-  build/orgpatch-emulator --listen 127.0.0.1:0 --write-cert "$work/cert" --token-file "$work/token" \
-    --no-rate-limit > "$work/emulator.out" 2> "$work/emulator.log" &
-  emulator_pid=$!
-  for _ in $(seq 100); do
-    grep -q '^listening on ' "$work/emulator.out" 2>/dev/null && break
-    sleep 0.1
-  done
-  url=$(sed -n 's/^listening on //p' "$work/emulator.out" | head -1)
-  [[ -n $url ]] || { cat "$work/emulator.log" >&2; exit 1; }
-}
-stop_emulator() { kill "$emulator_pid"; wait "$emulator_pid" 2>/dev/null || true; emulator_pid=; }
 
 write_config() {
   cat > "$work/client.yaml" <<YAML
@@ -131,11 +118,11 @@ run_redis() {
 best_file=0 best_redis=0
 file_runs=() redis_runs=()
 for round in $(seq "$rounds"); do
-  start_emulator; write_config
+  start_emulator --no-rate-limit; write_config
   read -r r c e rc < <(run_file); file_runs+=("$r"); ((r > best_file)) && best_file=$r
   echo "round $round: file  $r requests/s; CPU µs per job: orgpatchd $c, emulator $e, redis-server $rc" >&2
   stop_emulator
-  start_emulator; write_config
+  start_emulator --no-rate-limit; write_config
   read -r r c e rc < <(run_redis); redis_runs+=("$r"); ((r > best_redis)) && best_redis=$r
   echo "round $round: redis $r requests/s; CPU µs per job: orgpatchd $c, emulator $e, redis-server $rc" >&2
   stop_emulator

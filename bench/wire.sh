@@ -11,6 +11,7 @@
 # Installs nginx-light, wrk and nghttp2-client (h2load) from Debian when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/common.sh
 jobs=${1:-200000}
 connections=${2:-32}
 accounts=${3:-200}
@@ -63,9 +64,7 @@ for _ in $(seq 50); do
 done
 
 scripts/generate-jobs.sh "$jobs" "$accounts" > "$work/jobs.jsonl"
-umask 077
-head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/token"
-umask 022
+make_token
 cat > "$work/client.yaml" <<YAML
 api: {base_url: "https://127.0.0.1:$port"}
 tls: {ca_file: "$work/cert.pem"}

@@ -202,7 +202,7 @@ class batch {
         wakeup_(io_),
         rng_(std::random_device{}()) {
     if (cfg_.serve.redis.url && (cfg_.rate_limit.requests_per_second > 0 || cfg_.rate_limit.per_account_requests_per_second > 0))
-      shared_.emplace(io_.get_executor(), shared_limits_params{parse_redis_url(*cfg_.serve.redis.url), token_limit_name(o.token),
+      shared_.emplace(io_.get_executor(), shared_limits_params{redis_url_of(cfg_), token_limit_name(o.token),
                                                               cfg_.rate_limit.requests_per_second, cfg_.rate_limit.burst,
                                                               cfg_.rate_limit.per_account_requests_per_second,
                                                               cfg_.rate_limit.per_account_burst});
@@ -335,6 +335,15 @@ class batch {
     } catch (const std::exception& e) {
       waiting_input_ = false;
       stop_run(e.what());
+    }
+  }
+
+  // serve.redis.url, or an error naming the key.
+  static redis_endpoint redis_url_of(const config& c) {
+    try {
+      return parse_redis_url(*c.serve.redis.url);
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(fmt::format("serve.redis.url: {}", e.what()));
     }
   }
 

@@ -191,3 +191,28 @@ TEST(CliTest, SignalStopsARunWaitingOnStandardInput) {
 
 }  // namespace
 }  // namespace orgpatch
+
+namespace orgpatch {
+namespace {
+
+// A Redis URL it cannot use (with shared limits to enforce) stops `run` before
+// anything is sent, naming the key and what is wrong.
+TEST(CliTest, ABadRedisUrlIsAnErrorNamingTheKey) {
+  test::temp_dir dir;
+  cli_emulator emu(dir);
+  std::string text;
+  for (const auto& j : test::generate_jobs(5, 9)) text += j.line + "\n";
+  test::write_file(dir.file("u.jsonl"), text);
+  test::write_file(dir.file("c.yaml"), "serve: {redis: {url: \"rediss://redis.internal:6380\"}}\n");
+  auto args = run_args(emu, dir.file("u.jsonl"));
+  args.at(std::find(args.begin(), args.end(), "--rate") - args.begin() + 1) = "10";
+  args.insert(args.end(), {"--config", dir.file("c.yaml")});
+  const auto r = test::run_process(ORGPATCHD_BINARY, args);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("serve.redis.url"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("TLS (rediss://) is not supported"), std::string::npos) << r.err;
+  EXPECT_EQ(emu.server->stats_snapshot(false).requests, 0u);
+}
+
+}  // namespace
+}  // namespace orgpatch

@@ -158,6 +158,28 @@ struct redis_setup {
     }
   }
 
+  // The finished jobs' count and the seconds from the first finished_at to the
+  // last, over the instances' results files (lines per instance in `per_instance`).
+  static std::pair<std::size_t, double> finished_span(const std::vector<const instance*>& instances,
+                                                      std::map<std::string, std::size_t>* per_instance = nullptr) {
+    std::vector<std::string> stamps;
+    for (const instance* in : instances)
+      for (const auto& line : test::read_lines(in->results().string())) {
+        const auto v = boost::json::parse(line).as_object();
+        if (!v.contains("finished_at")) continue;
+        stamps.emplace_back(v.at("finished_at").as_string());
+        if (per_instance) ++(*per_instance)[in->name];
+      }
+    if (stamps.size() < 2) return {stamps.size(), 0.0};
+    std::sort(stamps.begin(), stamps.end());
+    const auto seconds = [](const std::string& t) {  // 2026-11-26T20:41:07.123Z → seconds of the day
+      return std::stoi(t.substr(11, 2)) * 3600.0 + std::stoi(t.substr(14, 2)) * 60.0 + std::stod(t.substr(17, 6));
+    };
+    double span = seconds(stamps.back()) - seconds(stamps.front());
+    if (span < 0) span += 86400;
+    return {stamps.size(), span};
+  }
+
   static std::string logs(const std::vector<const instance*>& instances) {
     std::string all;
     for (const instance* in : instances) all += "--- " + in->name + "\n" + test::read_file(in->log().string());
@@ -383,23 +405,9 @@ TEST(RedisServeTest, ThreeInstancesShareOneLimit) {
   ASSERT_TRUE(s.wait_all_done({&a, &b, &c}, n, 60s)) << redis_setup::logs({&a, &b, &c});
 
   // The combined rate from the first to the last finished request.
-  std::vector<std::string> stamps;
   std::map<std::string, std::size_t> per_instance;
-  for (const instance* in : {&a, &b, &c})
-    for (const auto& line : test::read_lines(in->results().string())) {
-      const auto v = boost::json::parse(line).as_object();
-      if (v.contains("finished_at")) {
-        stamps.emplace_back(v.at("finished_at").as_string());
-        ++per_instance[in->name];
-      }
-    }
-  ASSERT_EQ(stamps.size(), n);
-  std::sort(stamps.begin(), stamps.end());
-  const auto seconds = [](const std::string& t) {  // 2026-11-26T20:41:07.123Z → seconds of the day
-    return std::stoi(t.substr(11, 2)) * 3600.0 + std::stoi(t.substr(14, 2)) * 60.0 + std::stod(t.substr(17, 6));
-  };
-  double span = seconds(stamps.back()) - seconds(stamps.front());
-  if (span < 0) span += 86400;
+  const auto [finished, span] = redis_setup::finished_span({&a, &b, &c}, &per_instance);
+  ASSERT_EQ(finished, n);
   const double rate = static_cast<double>(n - 1) / span;
   std::printf("three instances under one shared limit of 100/s: %.2f requests/s (a %zu, b %zu, c %zu)\n", rate,
               per_instance["a"], per_instance["b"], per_instance["c"]);
@@ -413,7 +421,7 @@ TEST(RedisServeTest, ThreeInstancesShareOneLimit) {
   redis_setup::stop(c);
 }
 
-// Each account's limit shared too: two instances, four accounts at 20 requests/s
+// Each account's limit shared too: two instances, ten accounts at 20 requests/s
 // (burst 2) each, against an emulator that allows b + r·W = 22 per account in
 // any 1 s window: never over, and each account near its rate. Jobs of an account
 // whose shared budget is being waited for step aside instead of holding the
@@ -430,19 +438,8 @@ TEST(RedisServeTest, TwoInstancesShareEachAccountsLimit) {
   constexpr std::size_t n = 400;  // test_uuid(0xacc5, i % 10): 10 accounts, 40 jobs each
   s.submit(n, 0xd8, (a.home / "orgpatchd.yaml").string());
   ASSERT_TRUE(s.wait_all_done({&a, &b}, n, 60s)) << redis_setup::logs({&a, &b});
-  std::vector<std::string> stamps;
-  for (const instance* in : {&a, &b})
-    for (const auto& line : test::read_lines(in->results().string())) {
-      const auto v = boost::json::parse(line).as_object();
-      if (v.contains("finished_at")) stamps.emplace_back(v.at("finished_at").as_string());
-    }
-  ASSERT_EQ(stamps.size(), n);
-  std::sort(stamps.begin(), stamps.end());
-  const auto seconds = [](const std::string& t) {
-    return std::stoi(t.substr(11, 2)) * 3600.0 + std::stoi(t.substr(14, 2)) * 60.0 + std::stod(t.substr(17, 6));
-  };
-  double span = seconds(stamps.back()) - seconds(stamps.front());
-  if (span < 0) span += 86400;
+  const auto [finished, span] = redis_setup::finished_span({&a, &b});
+  ASSERT_EQ(finished, n);
   // 40 jobs per account at 20/s after a burst of 2: about 1.9 s whatever the split.
   std::printf("ten accounts at a shared 20/s each over two instances: %.2f s for %zu jobs\n", span, n);
   const auto st = s.server->stats_snapshot(false);
