@@ -7,36 +7,65 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/error.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/string_body.hpp>
 #include <fmt/format.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 
+#include <algorithm>
+#include <cstring>
 #include <unordered_set>
-#include <variant>
+#include <vector>
 
 namespace orgpatch {
 
 namespace http = beast::http;
 using boost::system::error_code;
+using clock_type = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::size_t k_read_chunk = 17 * 1024;  // a whole TLS record and its overhead
+constexpr std::size_t k_max_header = 64 * 1024;
+
+// The watchdog's period: fine enough for the shortest timeout, coarse enough
+// to cost nothing.
+clock_type::duration watch_period(const pool_params& p) {
+  const clock_type::duration shortest = std::min(p.connect_timeout, p.request_timeout);
+  return std::clamp<clock_type::duration>(shortest / 8, 1ms, 250ms);
+}
+
+// The first OpenSSL error of this thread as an error_code (Asio's SSL
+// category, so its message is OpenSSL's reason), the queue left empty.
+error_code take_ssl_error() {
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return ssl::error::stream_truncated;
+  return error_code(static_cast<int>(e), net::error::get_ssl_category());
+}
+
+}  // namespace
 
 struct connection_pool::impl {
-  impl(net::any_io_executor ex, pool_params p) : executor(ex), params(std::move(p)), available(ex) {
+  impl(net::any_io_executor ex, pool_params p)
+      : executor(ex), params(std::move(p)), available(ex), watchdog(ex), tick(watch_period(params)) {
     available.expires_at(net::steady_timer::time_point::max());
     error_code ec;
     (void)net::ip::make_address(params.target.host, ec);
     host_is_ip = !ec;
   }
   ~impl() {
+    *alive = false;
     if (session) SSL_SESSION_free(session);
   }
+
+  /// Starts the watchdog unless it runs: it closes the connections past their
+  /// deadline, and stops once no connection has one.
+  void watch();
 
   net::any_io_executor executor;
   pool_params params;
@@ -51,37 +80,57 @@ struct connection_pool::impl {
   SSL_SESSION* session = nullptr;  // the last session, offered on reconnect
   std::uint64_t opened = 0;
   std::uint64_t resumed = 0;
+  net::steady_timer watchdog;
+  clock_type::duration tick;
+  bool watching = false;
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);  // the watchdog's handler may outlive us
 };
 
-/// One connection: a TLS or a plain stream, its read buffer, and how many
-/// requests it has carried.
+/// One connection: its socket, its TLS state, and its reused buffers.
+///
+/// TLS: OpenSSL works through a BIO of ours over two buffers, so that the
+/// socket I/O stays Asio's (speculative, one syscall per step) and no layer
+/// copies or allocates in between: ciphertext that arrived waits in `raw_`,
+/// ciphertext to send collects in `cipher_out_`, plain text waits in `text_`.
 class connection {
  public:
-  connection(connection_pool::impl& pool) : pool_(pool) {
-    if (pool.params.target.tls) tls_.emplace(pool.executor, pool.tls_ctx);
-    else plain_.emplace(pool.executor);
+  explicit connection(connection_pool::impl& pool)
+      : pool_(pool),
+        socket_(pool.executor),
+        reader_(pool.params.max_response_bytes, k_max_header, response_parser::padding()),
+        raw_(k_read_chunk) {
+    if (pool.params.target.tls) text_.resize(k_read_chunk);
   }
+  ~connection() { free_tls(); }
 
-  tcp_stream& lowest() { return tls_ ? tls_->next_layer() : *plain_; }
+  std::string request;
+  http_response response;
+  clock_type::time_point deadline = clock_type::time_point::max();
 
   void close() noexcept {
     error_code ignored;
-    lowest().socket().close(ignored);
+    socket_.close(ignored);
     connected_ = false;
   }
 
-  net::awaitable<std::optional<exchange_error>> exchange(const std::string& request, http_response& out) {
+  /// Past its deadline: abort what it is waiting for.
+  void time_out() noexcept {
+    timed_out_ = true;
+    deadline = clock_type::time_point::max();
+    close();
+  }
+
+  net::awaitable<std::optional<exchange_error>> exchange() {
     // A reused connection may have been closed by the server while idle: one
     // fresh retry when nothing of the response arrived.
     for (int round = 0;; ++round) {
       const bool reused = connected_ && requests_ > 0;
       if (!connected_) {
-        if (auto err = co_await connect()) co_return err;
+        auto err = co_await connect();
+        if (err) co_return err;
       }
-      // (Not a conditional expression: g++ 12 destroys a co_await result in ?: twice.)
-      std::optional<exchange_error> result;
-      if (tls_) result = co_await exchange_on(*tls_, request, out);
-      else result = co_await exchange_on(*plain_, request, out);
+      auto result = co_await round_trip();
+      deadline = clock_type::time_point::max();
       if (!result) {
         ++requests_;
         co_return std::nullopt;
@@ -94,16 +143,142 @@ class connection {
     }
   }
 
+  static BIO_METHOD* bio_method();
+
  private:
+  // --- the request and its response -----------------------------------------
+
+  net::awaitable<std::optional<exchange_error>> round_trip() {
+    arm(pool_.params.request_timeout);
+    // One TLS record for the whole request (most requests), sent in one write.
+    std::string_view out = request;
+    if (ssl_) {
+      cipher_out_.clear();
+      if (SSL_write(ssl_, request.data(), static_cast<int>(request.size())) <= 0)
+        co_return failure(take_ssl_error(), false, "sending the request");
+      out = cipher_out_;
+    }
+    if (auto ec = co_await send_all(out)) co_return failure(ec, false, "sending the request");
+    cipher_out_.clear();
+
+    reader_.start(response);
+    for (;;) {
+      const feed_result fed = ssl_ ? feed_tls() : feed_plain();
+      if (fed == feed_result::tls_error) co_return failure(tls_error_, reader_.got_some(), "reading the response");
+      if (fed == feed_result::need_bytes && peer_eof_) reader_.put_eof();
+      if (reader_.status() == http_reader::state::failed)
+        co_return failure(reader_.error(), reader_.got_some(), "reading the response");
+      if (reader_.status() == http_reader::state::done) break;
+      // Nothing more to parse: wait for the socket.
+      make_room(raw_, raw_begin_, raw_end_);
+      auto [ec, n] = co_await socket_.async_read_some(net::buffer(raw_.data() + raw_end_, raw_.size() - raw_end_));
+      raw_end_ += n;
+      if (ec == net::error::eof) peer_eof_ = true;
+      else if (ec) co_return failure(ec, reader_.got_some() || n > 0, "reading the response");
+    }
+    // Bytes past the response answer nothing we sent: do not reuse the connection.
+    if (raw_end_ != raw_begin_ || text_end_ != text_begin_ || (ssl_ && SSL_pending(ssl_) > 0))
+      response.keep_alive = false;
+    if (ssl_ && requests_ == 0) keep_session();
+    co_return std::nullopt;
+  }
+
+  enum class feed_result { progress, need_bytes, tls_error };
+
+  // Plain HTTP: the reader parses the received bytes in place.
+  feed_result feed_plain() {
+    raw_begin_ += reader_.put(std::string_view(raw_.data() + raw_begin_, raw_end_ - raw_begin_));
+    if (raw_begin_ == raw_end_) raw_begin_ = raw_end_ = 0;
+    return feed_result::need_bytes;
+  }
+
+  // TLS: decrypt what arrived and parse it, until the response is complete or
+  // OpenSSL needs more bytes from the socket.
+  feed_result feed_tls() {
+    for (;;) {
+      text_begin_ += reader_.put(std::string_view(text_.data() + text_begin_, text_end_ - text_begin_));
+      if (text_begin_ == text_end_) text_begin_ = text_end_ = 0;
+      if (reader_.status() != http_reader::state::need_more) return feed_result::progress;
+      if (!make_room(text_, text_begin_, text_end_)) {
+        tls_error_ = http::error::header_limit;
+        return feed_result::tls_error;
+      }
+      const int n = SSL_read(ssl_, text_.data() + text_end_, static_cast<int>(text_.size() - text_end_));
+      // A key update or an alert may want to go out.
+      if (!cipher_out_.empty()) flush_cipher_now();
+      if (n > 0) {
+        text_end_ += static_cast<std::size_t>(n);
+        continue;
+      }
+      switch (SSL_get_error(ssl_, n)) {
+        case SSL_ERROR_WANT_READ:
+          return feed_result::need_bytes;
+        case SSL_ERROR_ZERO_RETURN:  // close_notify: the server closed
+          peer_eof_ = true;
+          return feed_result::need_bytes;
+        default:
+          if (peer_eof_) {
+            ERR_clear_error();
+            return feed_result::need_bytes;  // closed without close_notify
+          }
+          tls_error_ = take_ssl_error();
+          return feed_result::tls_error;
+      }
+    }
+  }
+
+  // Moves unread bytes to the front, or grows the buffer when it is full of
+  // them (a header across reads); false past the header limit.
+  static bool make_room(std::vector<char>& buf, std::size_t& begin, std::size_t& end) {
+    if (end < buf.size()) return true;
+    if (begin > 0) {
+      std::memmove(buf.data(), buf.data() + begin, end - begin);
+      end -= begin;
+      begin = 0;
+      return true;
+    }
+    if (buf.size() >= k_max_header + k_read_chunk) return false;
+    buf.resize(buf.size() * 2);
+    return true;
+  }
+
+  // Sends `data` whole: at once when the socket takes it (the rule), else
+  // through the reactor.
+  net::awaitable<error_code> send_all(std::string_view data) {
+    error_code ec;
+    std::size_t sent = socket_.write_some(net::buffer(data.data(), data.size()), ec);
+    if (ec == net::error::would_block || ec == net::error::try_again) {
+      ec = {};
+      sent = 0;
+    }
+    if (!ec && sent < data.size()) {
+      auto [wec, n] = co_await net::async_write(socket_, net::buffer(data.data() + sent, data.size() - sent));
+      ec = wec;
+    }
+    co_return ec;
+  }
+
+  // Ciphertext produced while reading (rare: a TLS 1.3 key update's answer):
+  // written without waiting; the socket's buffer has room for such a record.
+  void flush_cipher_now() {
+    error_code ec;
+    const std::size_t n = socket_.write_some(net::buffer(cipher_out_), ec);
+    if (!ec && n < cipher_out_.size()) ec = net::error::would_block;
+    cipher_out_.clear();
+    if (ec) close();
+  }
+
+  // --- connecting -------------------------------------------------------------
+
   net::awaitable<std::optional<exchange_error>> connect() {
     auto& p = pool_.params;
-    // A new stream each time: an SSL object that carried a session cannot start another.
-    if (used_) {
-      if (tls_) tls_.emplace(pool_.executor, pool_.tls_ctx);
-      else plain_.emplace(pool_.executor);
-      buffer_.clear();
-    }
-    used_ = true;
+    // A new socket and TLS state each time: an SSL object that carried a
+    // session cannot start another.
+    close();
+    free_tls();
+    socket_ = tcp_socket(pool_.executor);
+    raw_begin_ = raw_end_ = text_begin_ = text_end_ = 0;
+    peer_eof_ = false;
     if (!pool_.resolved) {
       tcp_resolver resolver(pool_.executor);
       auto [ec, results] = co_await resolver.async_resolve(p.target.host, p.target.port);
@@ -112,101 +287,115 @@ class connection {
       if (!pool_.resolved) pool_.resolved = std::move(results);
     }
     if (pool_.closed) co_return exchange_error{errc::stopped, "stopped"};
-    auto& tcp = lowest();
-    tcp.expires_after(p.connect_timeout);
-    auto [ec, ep] = co_await tcp.async_connect(*pool_.resolved, use_tuple);
+    arm(p.connect_timeout);
+    // Each address in turn, within the one connect timeout.
+    error_code ec = net::error::host_not_found;
+    for (const auto& entry : *pool_.resolved) {
+      if (timed_out_ || pool_.closed) break;
+      error_code ignored;
+      socket_.close(ignored);
+      auto [cec] = co_await socket_.async_connect(entry.endpoint());
+      ec = cec;
+      if (!ec) break;
+    }
     if (!ec && pool_.closed) ec = errc::stopped;
     if (ec) {
-      if (ec == beast::error::timeout) ec = errc::request_timeout;
+      if (timed_out_) ec = errc::request_timeout;
       co_return exchange_error{ec, fmt::format("connect to {}: {}", p.target.origin, ec.message())};
     }
     ++pool_.opened;
     error_code ignored;
-    tcp.socket().set_option(tcp::no_delay(true), ignored);
-    if (tls_) {
-      SSL* ssl = tls_->native_handle();
-      // SNI only for names (RFC 6066); the certificate is checked against the
-      // name or the IP address by OpenSSL itself, so its verify result says why.
-      if (!pool_.host_is_ip) SSL_set_tlsext_host_name(ssl, p.target.host.c_str());
-      if (p.verify) {
-        X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
-        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        const int ok = pool_.host_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, p.target.host.c_str())
-                                        : X509_VERIFY_PARAM_set1_host(param, p.target.host.c_str(), 0);
-        if (ok != 1) co_return exchange_error{errc::tls_verification_failed, "TLS: cannot set the host to verify", true};
-      }
-      if (pool_.session) SSL_set_session(ssl, pool_.session);
-      tcp.expires_after(p.connect_timeout);
-      auto [hec] = co_await tls_->async_handshake(ssl::stream_base::client, use_tuple);
-      if (hec) {
-        const long verify = SSL_get_verify_result(ssl);
+    socket_.set_option(tcp::no_delay(true), ignored);
+    socket_.non_blocking(true, ignored);
+    if (p.target.tls) {
+      if (auto err = co_await handshake()) {
         close();
-        if (p.verify && verify != X509_V_OK) {
-          co_return exchange_error{errc::tls_verification_failed,
-                                   fmt::format("TLS: certificate verification of {} failed: {}", p.target.origin,
-                                               X509_verify_cert_error_string(verify)),
-                                   true};
-        }
-        if (hec == beast::error::timeout) hec = errc::request_timeout;
-        co_return exchange_error{hec, fmt::format("TLS handshake with {}: {}", p.target.origin, hec.message())};
+        co_return err;
       }
-      if (SSL_session_reused(ssl)) ++pool_.resumed;
     }
+    deadline = clock_type::time_point::max();
     connected_ = true;
     requests_ = 0;
     co_return std::nullopt;
   }
 
-  template <class Stream>
-  net::awaitable<std::optional<exchange_error>> exchange_on(Stream& stream, const std::string& request,
-                                                           http_response& out) {
+  net::awaitable<std::optional<exchange_error>> handshake() {
     auto& p = pool_.params;
-    auto& tcp = lowest();
-    tcp.expires_after(p.request_timeout);
-    auto [wec, written] = co_await net::async_write(stream, net::buffer(request), use_tuple);
-    if (wec) co_return failure(wec, false, "sending the request");
-
-    // Interim 1xx answers (103 Early Hints…) come before the real one: skip them.
-    std::optional<http::response_parser<http::string_body>> parser;
-    for (int interim = 0;; ++interim) {
-      parser.emplace();
-      parser->body_limit(p.max_response_bytes);
-      parser->header_limit(64 * 1024);
-      auto [rec, n] = co_await http::async_read(stream, buffer_, *parser, use_tuple);
-      if (rec) co_return failure(rec, interim > 0 || parser->got_some() || buffer_.size() > 0, "reading the response");
-      const unsigned status = parser->get().result_int();
-      if (status < 100 || status >= 200 || status == 101) break;
-      if (interim >= 8) co_return failure(errc::response_malformed, true, "reading the response (too many 1xx)");
+    ssl_ = SSL_new(pool_.tls_ctx.native_handle());
+    BIO* bio = ssl_ ? BIO_new(bio_method()) : nullptr;
+    if (!bio) co_return exchange_error{take_ssl_error(), "TLS: cannot create a session"};
+    BIO_set_data(bio, this);
+    BIO_set_init(bio, 1);
+    SSL_set_bio(ssl_, bio, bio);
+    SSL_set_connect_state(ssl_);
+    SSL_set_read_ahead(ssl_, 1);
+    // SNI only for names (RFC 6066); the certificate is checked against the
+    // name or the IP address by OpenSSL itself, so its verify result says why.
+    if (!pool_.host_is_ip) SSL_set_tlsext_host_name(ssl_, p.target.host.c_str());
+    if (p.verify) {
+      X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
+      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      const int ok = pool_.host_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, p.target.host.c_str())
+                                      : X509_VERIFY_PARAM_set1_host(param, p.target.host.c_str(), 0);
+      if (ok != 1) co_return exchange_error{errc::tls_verification_failed, "TLS: cannot set the host to verify", true};
     }
-    tcp.expires_never();
-
-    auto& msg = parser->get();
-    out.status = msg.result_int();
-    out.chunked = msg.chunked();
-    out.keep_alive = msg.keep_alive();
-    auto header = [&](std::string_view name, std::string& into) {
-      auto it = msg.find(name);
-      if (it == msg.end()) into.clear();
-      else into.assign(it->value().data(), it->value().size());
-    };
-    header("Retry-After", out.retry_after);
-    header("ratelimit-remaining", out.ratelimit_remaining);
-    header("ratelimit-reset", out.ratelimit_reset);
-    // Keep the body in the caller's reused buffer, with simdjson's padding.
-    const auto& body = msg.body();
-    out.body.reserve(body.size() + response_parser::padding());
-    out.body.assign(body.data(), body.size());
-
-    // TLS 1.3 tickets arrive after the handshake: keep the newest session.
-    if constexpr (std::is_same_v<Stream, tls_stream>) {
-      if (requests_ == 0) {
-        if (SSL_SESSION* s = SSL_get1_session(stream.native_handle())) {
-          if (pool_.session) SSL_SESSION_free(pool_.session);
-          pool_.session = s;
+    if (pool_.session) SSL_set_session(ssl_, pool_.session);
+    for (;;) {
+      cipher_out_.clear();
+      const int r = SSL_do_handshake(ssl_);
+      if (!cipher_out_.empty()) {
+        if (auto ec = co_await send_all(cipher_out_)) {
+          ERR_clear_error();
+          co_return handshake_failure(ec);
         }
+        cipher_out_.clear();
       }
+      if (r == 1) break;
+      if (SSL_get_error(ssl_, r) == SSL_ERROR_WANT_READ && !peer_eof_) {
+        make_room(raw_, raw_begin_, raw_end_);
+        auto [ec, n] = co_await socket_.async_read_some(net::buffer(raw_.data() + raw_end_, raw_.size() - raw_end_));
+        raw_end_ += n;
+        if (ec == net::error::eof) peer_eof_ = true;
+        else if (ec) co_return handshake_failure(ec);
+        continue;
+      }
+      const long verify = SSL_get_verify_result(ssl_);
+      if (p.verify && verify != X509_V_OK) {
+        ERR_clear_error();
+        co_return exchange_error{errc::tls_verification_failed,
+                                 fmt::format("TLS: certificate verification of {} failed: {}", p.target.origin,
+                                             X509_verify_cert_error_string(verify)),
+                                 true};
+      }
+      co_return handshake_failure(peer_eof_ ? error_code(net::error::eof) : take_ssl_error());
     }
+    if (SSL_session_reused(ssl_)) ++pool_.resumed;
     co_return std::nullopt;
+  }
+
+  exchange_error handshake_failure(error_code ec) {
+    if (timed_out_) ec = errc::request_timeout;
+    return exchange_error{ec, fmt::format("TLS handshake with {}: {}", pool_.params.target.origin, ec.message())};
+  }
+
+  // TLS 1.3 tickets arrive after the handshake: keep the newest session.
+  void keep_session() {
+    if (SSL_SESSION* s = SSL_get1_session(ssl_)) {
+      if (pool_.session) SSL_SESSION_free(pool_.session);
+      pool_.session = s;
+    }
+  }
+
+  void free_tls() noexcept {
+    if (ssl_) SSL_free(ssl_);  // frees the BIO too
+    ssl_ = nullptr;
+    cipher_out_.clear();
+  }
+
+  void arm(clock_type::duration timeout) {
+    timed_out_ = false;
+    deadline = clock_type::now() + timeout;
+    if (!pool_.watching) pool_.watch();
   }
 
   exchange_error failure(error_code ec, bool started, std::string_view step) {
@@ -216,7 +405,7 @@ class connection {
     const bool peer_closed = ec == net::error::eof || ec == http::error::end_of_stream ||
                              ec == net::error::connection_reset || ec == net::error::broken_pipe ||
                              ec == ssl::error::stream_truncated;
-    if (ec == beast::error::timeout) ec = errc::request_timeout;
+    if (timed_out_) ec = errc::request_timeout;
     else if (ec == http::error::body_limit || ec == http::error::header_limit || ec == http::error::buffer_overflow)
       ec = errc::response_too_large;
     else if (peer_closed || ec == http::error::partial_message)
@@ -224,18 +413,97 @@ class connection {
     else if (ec.category() == http::make_error_code(http::error::bad_target).category())
       ec = errc::response_malformed;
     exchange_error e{ec, fmt::format("{} {}: {}", step, origin, ec.message()), false, started};
-    e.peer_closed = peer_closed;
+    e.peer_closed = peer_closed && !timed_out_;
     return e;
   }
 
+  // --- the BIO between OpenSSL and the buffers --------------------------------
+
+  static int bio_write(BIO* b, const char* data, std::size_t n, std::size_t* written) {
+    auto* c = static_cast<connection*>(BIO_get_data(b));
+    c->cipher_out_.append(data, n);
+    *written = n;
+    return 1;
+  }
+
+  static int bio_read(BIO* b, char* out, std::size_t n, std::size_t* got) {
+    auto* c = static_cast<connection*>(BIO_get_data(b));
+    BIO_clear_retry_flags(b);
+    const std::size_t avail = c->raw_end_ - c->raw_begin_;
+    *got = 0;
+    if (avail == 0) {
+      if (!c->peer_eof_) BIO_set_retry_read(b);
+      return 0;
+    }
+    const std::size_t k = std::min(n, avail);
+    std::memcpy(out, c->raw_.data() + c->raw_begin_, k);
+    c->raw_begin_ += k;
+    if (c->raw_begin_ == c->raw_end_) c->raw_begin_ = c->raw_end_ = 0;
+    *got = k;
+    return 1;
+  }
+
+  static long bio_ctrl(BIO* b, int cmd, long, void*) {
+    auto* c = static_cast<connection*>(BIO_get_data(b));
+    switch (cmd) {
+      case BIO_CTRL_FLUSH:
+        return 1;
+      case BIO_CTRL_EOF:
+        return c && c->peer_eof_ && c->raw_begin_ == c->raw_end_;
+      default:
+        return 0;
+    }
+  }
+
+  static int bio_create(BIO* b) {
+    BIO_set_init(b, 0);
+    return 1;
+  }
+
   connection_pool::impl& pool_;
-  std::optional<tls_stream> tls_;
-  std::optional<tcp_stream> plain_;
-  beast::flat_buffer buffer_;
+  tcp_socket socket_;
+  SSL* ssl_ = nullptr;
+  http_reader reader_;
+  std::vector<char> raw_;  // bytes from the socket (ciphertext under TLS) not yet used
+  std::size_t raw_begin_ = 0, raw_end_ = 0;
+  std::vector<char> text_;  // TLS: decrypted bytes not yet parsed
+  std::size_t text_begin_ = 0, text_end_ = 0;
+  std::string cipher_out_;  // TLS: ciphertext to send
+  error_code tls_error_;
+  bool peer_eof_ = false;
+  bool timed_out_ = false;
   bool connected_ = false;
-  bool used_ = false;  // the stream has been connected before
   unsigned requests_ = 0;
 };
+
+BIO_METHOD* connection::bio_method() {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "orgpatchd connection");
+    BIO_meth_set_write_ex(m, &connection::bio_write);
+    BIO_meth_set_read_ex(m, &connection::bio_read);
+    BIO_meth_set_ctrl(m, &connection::bio_ctrl);
+    BIO_meth_set_create(m, &connection::bio_create);
+    return m;
+  }();
+  return method;
+}
+
+void connection_pool::impl::watch() {
+  watching = true;
+  watchdog.expires_after(tick);
+  watchdog.async_wait([this, alive = alive](error_code ec) {
+    if (ec || !*alive) return;  // cancelled, or the pool is gone
+    const auto now = clock_type::now();
+    bool any = false;
+    for (connection* c : all) {
+      if (c->deadline == clock_type::time_point::max()) continue;
+      if (now >= c->deadline) c->time_out();
+      else any = true;
+    }
+    if (any && !closed) watch();
+    else watching = false;
+  });
+}
 
 // --- lease -------------------------------------------------------------------
 
@@ -255,9 +523,12 @@ lease::~lease() {
   if (pool_ && conn_) pool_->give_back(std::move(conn_), discard_);
 }
 
-net::awaitable<std::optional<exchange_error>> lease::exchange(const std::string& request, http_response& out) {
-  auto err = co_await conn_->exchange(request, out);
-  if (err || !out.keep_alive) discard_ = true;
+std::string& lease::request() noexcept { return conn_->request; }
+http_response& lease::response() noexcept { return conn_->response; }
+
+net::awaitable<std::optional<exchange_error>> lease::exchange() {
+  auto err = co_await conn_->exchange();
+  if (err || !conn_->response.keep_alive) discard_ = true;
   co_return err;
 }
 
@@ -287,21 +558,28 @@ connection_pool::connection_pool(net::any_io_executor ex, pool_params params)
 
 connection_pool::~connection_pool() = default;
 
+std::optional<lease> connection_pool::try_acquire() {
+  auto& s = *impl_;
+  if (s.closed) return std::nullopt;
+  if (!s.idle.empty()) {
+    auto c = std::move(s.idle.back());
+    s.idle.pop_back();
+    return lease(this, std::move(c));
+  }
+  if (s.open < s.params.max_connections) {
+    ++s.open;
+    auto c = std::make_unique<connection>(s);
+    s.all.insert(c.get());
+    return lease(this, std::move(c));
+  }
+  return std::nullopt;
+}
+
 net::awaitable<lease> connection_pool::acquire() {
   auto& s = *impl_;
   for (;;) {
     if (s.closed) throw boost::system::system_error(make_error_code(errc::stopped));
-    if (!s.idle.empty()) {
-      auto c = std::move(s.idle.back());
-      s.idle.pop_back();
-      co_return lease(this, std::move(c));
-    }
-    if (s.open < s.params.max_connections) {
-      ++s.open;
-      auto c = std::make_unique<connection>(s);
-      s.all.insert(c.get());
-      co_return lease(this, std::move(c));
-    }
+    if (auto l = try_acquire()) co_return std::move(*l);
     // Wait until a lease comes back (give_back cancels one waiter).
     co_await s.available.async_wait();
   }
@@ -309,12 +587,12 @@ net::awaitable<lease> connection_pool::acquire() {
 
 void connection_pool::give_back(std::unique_ptr<connection> c, bool discard) noexcept {
   auto& s = *impl_;
+  c->deadline = clock_type::time_point::max();
   if (discard || s.closed) {
     c->close();
     s.all.erase(c.get());
     --s.open;
   } else {
-    c->lowest().expires_never();
     s.idle.push_back(std::move(c));
   }
   s.available.cancel_one();
@@ -325,6 +603,7 @@ void connection_pool::close_all() {
   s.closed = true;
   for (connection* c : s.all) c->close();
   s.available.cancel();
+  s.watchdog.cancel();
 }
 
 std::uint64_t connection_pool::connections_opened() const noexcept { return impl_->opened; }

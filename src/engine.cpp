@@ -443,9 +443,6 @@ class batch {
       co_return;
     }
 
-    std::string request;
-    build_request(request, request_target(endpoint_, j), common_headers_, st.idempotency_key, j.body);
-
     // With Redis, every instance draws on the same budgets (local ones still
     // apply). An account whose shared budget is already being waited for goes
     // back for a moment rather than hold a connection slot the others could use.
@@ -458,30 +455,35 @@ class batch {
       if (hard_stop_) co_return;
     }
 
-    std::optional<lease> conn;
-    try {
-      conn.emplace(co_await pool_.acquire());
-    } catch (const boost::system::system_error&) {
-      co_return;  // the pool is closed: the run is stopping; no line, resumable
+    // A connection is free as a rule: attempts never outnumber connections.
+    std::optional<lease> conn = pool_.try_acquire();
+    if (!conn) {
+      try {
+        conn.emplace(co_await pool_.acquire());
+      } catch (const boost::system::system_error&) {
+        co_return;  // the pool is closed: the run is stopping; no line, resumable
+      }
     }
     // The pause is checked again right before writing, not only when picked.
     now = clock_type::now();
-    if (auto pause = scheduler_.pause_left(j.integrated_account_id, now); pause > clock_type::duration::zero()) {
+    if (auto pause = scheduler_.pause_left(st, now); pause > clock_type::duration::zero()) {
       conn.reset();
       scheduler_.requeue_unsent(std::move(s), now + pause, now);
       co_return;
     }
     ++st.attempts;
     budget_.on_request(now);
-    http_response local;
-    const auto t0 = clock_type::now();
-    auto err = co_await conn->exchange(request, local);
-    conn.reset();
+    // The request is laid out in the connection's own buffer, the answer read
+    // into its own response: nothing allocated per request.
+    build_request(conn->request(), endpoint_, j, common_headers_, st.idempotency_key);
+    const auto t0 = now;
+    auto err = co_await conn->exchange();
     now = clock_type::now();
     const double latency_ms = std::chrono::duration<double, std::milli>(now - t0).count();
     if (hard_stop_) co_return;  // aborted: no line, the job stays resumable
 
     if (err) {
+      conn.reset();
       report_.metrics.request_done(0, latency_ms);
       if (err->tls_verification) {
         stop_run(err->message);
@@ -493,14 +495,18 @@ class batch {
       co_return;
     }
 
-    const unsigned status = local.status;
+    // What is needed of the answer is taken before the connection goes back.
+    const http_response& answer = conn->response();
+    const unsigned status = answer.status;
     report_.metrics.request_done(status, latency_ms);
-    const response_info info = parser_.parse(status, local.body);
-    note_rate_headers(j.integrated_account_id, local, now);
-    const auto retry_after = parse_retry_after(local.retry_after, std::chrono::system_clock::now());
+    const response_info info = parser_.parse(status, conn->response().body);
+    note_rate_headers(j.integrated_account_id, answer, now);
+    std::optional<std::chrono::milliseconds> retry_after;
+    if (!answer.retry_after.empty()) retry_after = parse_retry_after(answer.retry_after, std::chrono::system_clock::now());
+    conn.reset();
     switch (classify(status, info.remote)) {
       case verdict::ok:
-        scheduler_.on_success(j.integrated_account_id, now);
+        scheduler_.on_success(st, now);
         finish_ok(st, status, latency_ms, info);
         co_return;
       case verdict::stop_run:

@@ -90,4 +90,6 @@ std::string encode_path_segment(std::string_view segment) {
   return out;
 }
 
+void append_path_segment(std::string& out, std::string_view segment) { append_encoded(out, segment); }
+
 }  // namespace orgpatch

@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 
 #include <charconv>
+#include <stdexcept>
 
 namespace orgpatch {
 
@@ -30,14 +31,36 @@ endpoint make_endpoint(const api_config& api) {
   return ep;
 }
 
+namespace {
+
+void append_target(std::string& out, const endpoint& ep, const job& j) {
+  out += ep.path_prefix;
+  append_path_segment(out, j.id);
+  out += "?integrated_account_id=";
+  out += j.integrated_account_id;  // a validated UUID: nothing to encode
+  out += j.query;
+}
+
+void append_tail(std::string& out, std::string_view common, std::string_view idempotency_key, std::string_view body) {
+  out += " HTTP/1.1\r\n";
+  out += common;
+  out += "Idempotency-Key: ";
+  out += idempotency_key;
+  out += "\r\nContent-Length: ";
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, body.size());
+  (void)ec;
+  out.append(digits, end);
+  out += "\r\n\r\n";
+  out += body;
+}
+
+}  // namespace
+
 std::string request_target(const endpoint& ep, const job& j) {
   std::string t;
   t.reserve(ep.path_prefix.size() + j.id.size() * 3 + 60 + j.query.size());
-  t += ep.path_prefix;
-  t += encode_path_segment(j.id);
-  t += "?integrated_account_id=";
-  t += j.integrated_account_id;  // a validated UUID: nothing to encode
-  t += j.query;
+  append_target(t, ep, j);
   return t;
 }
 
@@ -53,17 +76,15 @@ void build_request(std::string& out, std::string_view target, std::string_view c
   out.clear();
   out += "PATCH ";
   out += target;
-  out += " HTTP/1.1\r\n";
-  out += common;
-  out += "Idempotency-Key: ";
-  out += idempotency_key;
-  out += "\r\nContent-Length: ";
-  char digits[24];
-  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, body.size());
-  (void)ec;
-  out.append(digits, end);
-  out += "\r\n\r\n";
-  out += body;
+  append_tail(out, common, idempotency_key, body);
+}
+
+void build_request(std::string& out, const endpoint& ep, const job& j, std::string_view common,
+                   std::string_view idempotency_key) {
+  out.clear();
+  out += "PATCH ";
+  append_target(out, ep, j);
+  append_tail(out, common, idempotency_key, j.body);
 }
 
 std::string check_token(std::string_view token) {
@@ -75,16 +96,27 @@ std::string check_token(std::string_view token) {
 }
 
 std::string derive_idempotency_key(std::string_view run_id, std::string_view key) {
+  // SHA-256 fetched once, and one context per thread reused: OpenSSL 3's
+  // implicit fetch in every EVP_sha256() digest costs more than the hashing.
+  struct sha256_context {
+    EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~sha256_context() {
+      EVP_MD_CTX_free(ctx);
+      EVP_MD_free(md);
+    }
+  };
+  thread_local sha256_context sha;
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  EVP_DigestUpdate(ctx, run_id.data(), run_id.size());
-  EVP_DigestUpdate(ctx, "\0", 1);
-  EVP_DigestUpdate(ctx, key.data(), key.size());
-  EVP_DigestFinal_ex(ctx, digest, &len);
-  EVP_MD_CTX_free(ctx);
-  std::string out = "op1-";
+  if (!sha.md || !sha.ctx || EVP_DigestInit_ex2(sha.ctx, sha.md, nullptr) != 1 ||
+      EVP_DigestUpdate(sha.ctx, run_id.data(), run_id.size()) != 1 || EVP_DigestUpdate(sha.ctx, "\0", 1) != 1 ||
+      EVP_DigestUpdate(sha.ctx, key.data(), key.size()) != 1 || EVP_DigestFinal_ex(sha.ctx, digest, &len) != 1 ||
+      len < 16)
+    throw std::runtime_error("SHA-256 is not available from OpenSSL");
+  std::string out;
+  out.reserve(4 + run_id.size() + 1 + 32);
+  out += "op1-";
   out += run_id;
   out += '-';
   static constexpr char hex[] = "0123456789abcdef";

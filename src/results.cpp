@@ -243,22 +243,62 @@ void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
 }
 
+namespace {
+
+void append_digits(std::string& out, std::uint64_t v) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+// `v` as exactly `width` decimal digits (v < 10^width).
+void put_fixed(char* at, unsigned v, int width) {
+  for (int i = width - 1; i >= 0; --i) {
+    at[i] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  }
+}
+
+}  // namespace
+
 void append_utc_timestamp(std::string& out, std::chrono::system_clock::time_point tp) {
   using namespace std::chrono;
+  // Lines finished within one second share their date and time: laid out once.
+  thread_local sys_seconds cached_second{seconds::min()};
+  thread_local char cached[19];  // YYYY-MM-DDTHH:MM:SS
   const auto ms = floor<milliseconds>(tp);
-  const auto day = floor<days>(ms);
-  const year_month_day ymd{day};
-  const hh_mm_ss hms{ms - day};
-  append_fmt(out, "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", static_cast<int>(ymd.year()),
-             static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-             hms.hours().count(), hms.minutes().count(), hms.seconds().count(),
-             hms.subseconds().count());
+  const auto second = floor<seconds>(ms);
+  if (second != cached_second) {
+    const auto day = floor<days>(second);
+    const year_month_day ymd{day};
+    const hh_mm_ss hms{second - day};
+    const int year = std::clamp(static_cast<int>(ymd.year()), 0, 9999);
+    put_fixed(cached, static_cast<unsigned>(year), 4);
+    cached[4] = '-';
+    put_fixed(cached + 5, static_cast<unsigned>(ymd.month()), 2);
+    cached[7] = '-';
+    put_fixed(cached + 8, static_cast<unsigned>(ymd.day()), 2);
+    cached[10] = 'T';
+    put_fixed(cached + 11, static_cast<unsigned>(hms.hours().count()), 2);
+    cached[13] = ':';
+    put_fixed(cached + 14, static_cast<unsigned>(hms.minutes().count()), 2);
+    cached[16] = ':';
+    put_fixed(cached + 17, static_cast<unsigned>(hms.seconds().count()), 2);
+    cached_second = second;
+  }
+  char tail[5] = {'.', '0', '0', '0', 'Z'};
+  put_fixed(tail + 1, static_cast<unsigned>((ms - second).count()), 3);
+  out.append(cached, sizeof cached);
+  out.append(tail, sizeof tail);
 }
 
 void append_result_line(std::string& out, const job_result& r) {
   out += "{\"key\":";
   append_json_string(out, r.key);
-  if (r.line != 0) append_fmt(out, ",\"line\":{}", r.line);
+  if (r.line != 0) {
+    out += ",\"line\":";
+    append_digits(out, r.line);
+  }
   if (!r.entry.empty()) {
     out += ",\"entry\":";
     append_json_string(out, r.entry);
@@ -274,11 +314,20 @@ void append_result_line(std::string& out, const job_result& r) {
   out += ",\"outcome\":\"";
   out += to_string(r.result);
   out += '"';
-  if (r.http_status != 0) append_fmt(out, ",\"http_status\":{}", r.http_status);
-  if (r.attempts != 0) append_fmt(out, ",\"attempts\":{}", r.attempts);
+  if (r.http_status != 0) {
+    out += ",\"http_status\":";
+    append_digits(out, r.http_status);
+  }
+  if (r.attempts != 0) {
+    out += ",\"attempts\":";
+    append_digits(out, r.attempts);
+  }
   // NaN and infinities are not JSON numbers: omitted like a negative latency.
-  if (r.latency_ms >= 0 && std::isfinite(r.latency_ms)) {
-    append_fmt(out, ",\"latency_ms\":{:.1f}", r.latency_ms);
+  if (r.latency_ms >= 0 && std::isfinite(r.latency_ms) && r.latency_ms < 1e15) {
+    char buf[32];
+    const auto res = std::to_chars(buf, buf + sizeof buf, r.latency_ms, std::chars_format::fixed, 1);
+    out += ",\"latency_ms\":";
+    out.append(buf, res.ptr);
   }
   if (r.finished_at != std::chrono::system_clock::time_point{}) {
     out += ",\"finished_at\":\"";

@@ -4,25 +4,37 @@
 
 namespace orgpatch {
 
-std::string org_key(const job& j) {
-  std::string k;
-  k.reserve(j.integrated_account_id.size() + 1 + j.id.size());
-  k += j.integrated_account_id;
-  k += '\n';
-  k += j.id;
-  return k;
-}
-
-struct scheduler::account {
+struct scheduler_account {
   std::string id;
   std::deque<std::unique_ptr<job_state>> queue;  // parsed, sorted by line
   std::deque<spilled_job> spill;                 // later than every parsed one
+  // Organizations with a job in flight: (hash of the id, line of that job). A
+  // handful at most, so a scan beats a map, and a hash collision only makes a
+  // job wait for an unrelated one.
+  std::vector<std::pair<std::size_t, std::uint64_t>> busy;
   gcra bucket;
   clock_type::time_point paused_until{};
   std::uint64_t version = 0;          // heap entries of older versions are stale
   bool reload_planned = false;
   std::size_t reload_outstanding = 0;  // handed out by take_reloads, not loaded yet
+
+  bool held_by_another(const job_state& s) const noexcept {
+    for (const auto& [hash, line] : busy)
+      if (hash == s.org_hash && line != s.j.line) return true;
+    return false;
+  }
 };
+
+namespace {
+
+// Binds a job to its account once, so that no later step hashes strings.
+void bind(job_state& s, scheduler_account& a) {
+  if (s.account) return;
+  s.account = &a;
+  s.org_hash = std::hash<std::string_view>{}(s.j.id);
+}
+
+}  // namespace
 
 scheduler::scheduler(scheduler_params p) : p_(p), token_(p.rate, p.burst) {
   token_aimd_.ceiling = p.rate;
@@ -35,6 +47,10 @@ scheduler::~scheduler() = default;
 std::uint64_t scheduler::ticks(clock_type::time_point t) noexcept {
   const auto c = t.time_since_epoch().count();
   return c < 0 ? 0 : static_cast<std::uint64_t>(c);
+}
+
+scheduler::account& scheduler::account_of(const job_state& s) {
+  return s.account ? *s.account : account_of(s.j.integrated_account_id);
 }
 
 scheduler::account& scheduler::account_of(const std::string& id) {
@@ -54,9 +70,7 @@ scheduler::account& scheduler::account_of(const std::string& id) {
 std::size_t scheduler::candidate(const account& a) const {
   const std::size_t n = std::min<std::size_t>(a.queue.size(), k_scan);
   for (std::size_t i = 0; i < n; ++i) {
-    const job_state& s = *a.queue[i];
-    auto it = busy_orgs_.find(s.org);
-    if (it == busy_orgs_.end() || it->second == s.j.line) return i;
+    if (!a.held_by_another(*a.queue[i])) return i;
   }
   return k_none;
 }
@@ -89,7 +103,7 @@ bool scheduler::wants_more(clock_type::time_point) const {
 }
 
 void scheduler::add(std::unique_ptr<job_state> s, clock_type::time_point now) {
-  account& a = account_of(s->j.integrated_account_id);
+  account& a = account_of(*s);
   const bool spill = !a.spill.empty() || a.reload_outstanding > 0 ||
                      (p_.can_spill && parsed_ >= p_.max_parsed && a.queue.size() >= p_.account_keep);
   if (spill) {
@@ -98,7 +112,7 @@ void scheduler::add(std::unique_ptr<job_state> s, clock_type::time_point now) {
     plan_reload(a);
     return;
   }
-  if (s->org.empty()) s->org = org_key(s->j);  // once per job, not per look
+  bind(*s, a);
   a.queue.push_back(std::move(s));  // the newest line: the end keeps the order
   ++parsed_;
   starved_ = false;
@@ -127,8 +141,8 @@ std::vector<std::pair<std::string, spilled_job>> scheduler::take_reloads() {
 }
 
 void scheduler::load(std::unique_ptr<job_state> s, clock_type::time_point now) {
-  account& a = account_of(s->j.integrated_account_id);
-  if (s->org.empty()) s->org = org_key(s->j);
+  account& a = account_of(*s);
+  bind(*s, a);
   if (a.reload_outstanding > 0) --a.reload_outstanding;
   // Keep the queue sorted by line (reloads arrive in order: usually the end).
   auto pos = a.queue.end();
@@ -152,7 +166,7 @@ void scheduler::release_due_retries(clock_type::time_point now) {
   while (!retries_.empty() && retries_.begin()->first <= now) {
     auto node = retries_.extract(retries_.begin());
     std::unique_ptr<job_state> s = std::move(node.mapped());
-    account& a = account_of(s->j.integrated_account_id);
+    account& a = account_of(*s);
     // Ahead of the account's later jobs: the queue stays sorted by line.
     auto pos = a.queue.begin();
     while (pos != a.queue.end() && (*pos)->j.line < s->j.line) ++pos;
@@ -190,7 +204,9 @@ scheduler::pick_result scheduler::pick(clock_type::time_point now) {
     --parsed_;
     a.bucket.take(now);
     token_.take(now);
-    busy_orgs_[r.job->org] = r.job->j.line;
+    // A retry already holds its organization.
+    const std::pair<std::size_t, std::uint64_t> held(r.job->org_hash, r.job->j.line);
+    if (std::find(a.busy.begin(), a.busy.end(), held) == a.busy.end()) a.busy.push_back(held);
     evaluate(a, now);
     starved_ = false;
     return r;
@@ -203,6 +219,12 @@ scheduler::pick_result scheduler::pick(clock_type::time_point now) {
   if (!retries_.empty()) wait = std::min(wait, retries_.begin()->first - now);
   r.wait = std::max(wait, clock_type::duration::zero());
   return r;
+}
+
+clock_type::duration scheduler::pause_left(const job_state& s, clock_type::time_point now) const {
+  if (!s.account) return pause_left(s.j.integrated_account_id, now);
+  const auto until = std::max(token_paused_until_, s.account->paused_until);
+  return until > now ? until - now : clock_type::duration::zero();
 }
 
 clock_type::duration scheduler::pause_left(const std::string& account_id, clock_type::time_point now) const {
@@ -218,15 +240,20 @@ void scheduler::requeue(std::unique_ptr<job_state> s, clock_type::time_point not
 void scheduler::requeue_unsent(std::unique_ptr<job_state> s, clock_type::time_point not_before,
                                clock_type::time_point now) {
   // It was picked but not sent: its account's and the token's slot go back.
-  account& a = account_of(s->j.integrated_account_id);
+  account& a = account_of(*s);
   a.bucket.give_back(now);
   token_.give_back(now);
   retries_.emplace(not_before, std::move(s));
 }
 
 void scheduler::finished(const job_state& s, clock_type::time_point now) {
-  if (auto it = busy_orgs_.find(s.org); it != busy_orgs_.end() && it->second == s.j.line) busy_orgs_.erase(it);
-  evaluate(account_of(s.j.integrated_account_id), now);
+  account& a = account_of(s);
+  const auto it = std::find(a.busy.begin(), a.busy.end(), std::pair<std::size_t, std::uint64_t>(s.org_hash, s.j.line));
+  if (it != a.busy.end()) {
+    *it = a.busy.back();
+    a.busy.pop_back();
+  }
+  evaluate(a, now);
 }
 
 std::size_t scheduler::drop_all() {
@@ -246,7 +273,15 @@ std::size_t scheduler::drop_all() {
 
 void scheduler::on_success(const std::string& account_id, clock_type::time_point now) {
   if (!p_.adaptive) return;
-  account& a = account_of(account_id);
+  on_success_of(account_of(account_id), now);
+}
+
+void scheduler::on_success(const job_state& s, clock_type::time_point now) {
+  if (!p_.adaptive) return;
+  on_success_of(account_of(s), now);
+}
+
+void scheduler::on_success_of(account& a, clock_type::time_point now) {
   if (a.bucket.rate() < account_aimd_.ceiling) a.bucket.set_rate(account_aimd_.on_success(a.bucket.rate()), now);
   if (token_.rate() < token_aimd_.ceiling) token_.set_rate(token_aimd_.on_success(token_.rate()), now);
 }

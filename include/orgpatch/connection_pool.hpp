@@ -1,12 +1,20 @@
-/// A pool of keep-alive HTTP/1.1 connections to one origin, over TLS
-/// (`ssl::stream<beast::tcp_stream>`, peer and host-name verification on by
+/// A pool of keep-alive HTTP/1.1 connections to one origin, over TLS (OpenSSL
+/// driven directly on the socket's bytes: peer and host-name verification on by
 /// default, SNI, session resumption) or plain TCP for `http://`.
+///
+/// The request path is lean by design: each connection owns its request
+/// buffer, its read buffers and its `http_response`, all reused; a request is
+/// one TLS write and, as a rule, one `sendmsg`; the response is framed by
+/// Beast's parser straight from the connection's buffer. Timeouts are a
+/// deadline per connection checked by one watchdog timer for the pool, so no
+/// timer is armed per request.
 ///
 /// Not thread-safe: every member runs on the engine's one I/O thread.
 /// Cancellation: `close_all()` aborts every connection's pending I/O (the run
 /// is stopping); each operation then completes with an error.
 #pragma once
 
+#include "orgpatch/http_reader.hpp"
 #include "orgpatch/request.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -32,18 +40,6 @@ struct pool_params {
   std::size_t max_response_bytes = 1 << 20;
 };
 
-/// The parts of a response orgpatchd uses. `body` keeps spare capacity for
-/// simdjson's padding.
-struct http_response {
-  unsigned status = 0;
-  std::string body;
-  std::string retry_after;          ///< Retry-After, empty when absent
-  std::string ratelimit_remaining;  ///< ratelimit-remaining
-  std::string ratelimit_reset;      ///< ratelimit-reset
-  bool chunked = false;
-  bool keep_alive = true;
-};
-
 /// What went wrong in an exchange, for the results line; never holds the token.
 struct exchange_error {
   boost::system::error_code code;
@@ -65,12 +61,19 @@ class lease {
   lease& operator=(lease&& other) noexcept;
   ~lease();
 
-  /// Sends `request` (the exact bytes) and reads the whole response into `out`,
+  /// The connection's request buffer: lay the exact request bytes out in it
+  /// (it keeps its capacity from one request to the next).
+  std::string& request() noexcept;
+
+  /// Sends `request()` and reads the whole response into `response()`,
   /// connecting first when needed. A reused connection that fails before any
-  /// response byte is retried once on a fresh one. On failure the connection is
-  /// discarded and the error returned.
-  boost::asio::awaitable<std::optional<exchange_error>> exchange(const std::string& request,
-                                                                 http_response& out);
+  /// response byte is retried once on a fresh one. On failure the connection
+  /// is discarded and the error returned.
+  boost::asio::awaitable<std::optional<exchange_error>> exchange();
+
+  /// The last response; valid until the lease is returned. Its body has
+  /// simdjson's padding as spare capacity.
+  http_response& response() noexcept;
 
   /// Do not return this connection to the pool (after an error or `Connection: close`).
   void discard() noexcept { discard_ = true; }
@@ -92,9 +95,12 @@ class connection_pool {
   connection_pool(const connection_pool&) = delete;
   connection_pool& operator=(const connection_pool&) = delete;
 
-  /// An idle connection, a new one when fewer than `max_connections` exist, or
-  /// waits for one to be returned. Throws boost::system::system_error(errc::stopped)
-  /// after `close_all()`.
+  /// An idle connection, or a new (not yet connected) one when fewer than
+  /// `max_connections` exist; nothing when all are leased. Never suspends.
+  std::optional<lease> try_acquire();
+
+  /// As `try_acquire`, but waits for a connection to be returned. Throws
+  /// boost::system::system_error(errc::stopped) after `close_all()`.
   boost::asio::awaitable<lease> acquire();
 
   /// Aborts all I/O and refuses further leases.
@@ -104,11 +110,11 @@ class connection_pool {
   std::uint64_t tls_resumed() const noexcept;         ///< handshakes that resumed a session
   unsigned connections_open() const noexcept;         ///< existing now
 
+  struct impl;
+
  private:
   friend class lease;
-  friend class connection;
   void give_back(std::unique_ptr<connection> c, bool discard) noexcept;
-  struct impl;
   std::unique_ptr<impl> impl_;
 };
 

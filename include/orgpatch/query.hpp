@@ -20,6 +20,9 @@ void append_query_param(std::string& out, std::string_view name, const boost::js
 /// so the result is always exactly one path segment.
 std::string encode_path_segment(std::string_view segment);
 
+/// `encode_path_segment` appended to `out` (no temporary).
+void append_path_segment(std::string& out, std::string_view segment);
+
 /// Parses a query string the way Truto's parser (qs) does: `a[b][c]=v`, `a[]=x`,
 /// `a[0]=x`, `a[][k]=v`, brackets raw or percent-encoded, `+` as space. Values stay
 /// strings. Repeated plain keys become arrays. Used by the emulator.

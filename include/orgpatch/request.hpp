@@ -37,6 +37,11 @@ std::string common_headers(const endpoint& ep, std::string_view token);
 void build_request(std::string& out, std::string_view target, std::string_view common_headers,
                    std::string_view idempotency_key, std::string_view body);
 
+/// The same for job `j`, its target written in place: with a reused `out`, no
+/// allocation at all.
+void build_request(std::string& out, const endpoint& ep, const job& j, std::string_view common_headers,
+                   std::string_view idempotency_key);
+
 /// Empty when the token can be sent in a header; else what is wrong with it
 /// (never the token itself).
 std::string check_token(std::string_view token);

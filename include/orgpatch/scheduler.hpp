@@ -26,6 +26,8 @@
 
 namespace orgpatch {
 
+struct scheduler_account;
+
 /// A job and what the engine keeps about it across attempts.
 struct job_state {
   job j;
@@ -33,7 +35,8 @@ struct job_state {
   unsigned attempts = 0;            ///< attempts counted so far (429s excluded)
   clock_type::time_point first_attempt{};  ///< epoch until the first attempt
   std::string idempotency_key;      ///< resolved (given or derived)
-  std::string org;                  ///< org_key(j), laid out once by the scheduler
+  scheduler_account* account = nullptr;  ///< its account's state, set by the scheduler when added
+  std::size_t org_hash = 0;         ///< hash of its id (its organization within the account), set likewise
   std::string entry_id;             ///< the stream entry it came from ("" for a file)
 };
 
@@ -98,6 +101,8 @@ class scheduler {
   /// Right before writing: how long the job's account (or the token) is paused;
   /// zero when it may go.
   clock_type::duration pause_left(const std::string& account, clock_type::time_point now) const;
+  /// The same for a job the scheduler has seen, without looking its account up.
+  clock_type::duration pause_left(const job_state& s, clock_type::time_point now) const;
 
   /// Puts a picked job back, to be sent again no earlier than `not_before` (a
   /// retry after backoff, a 429, or a pause found at write time). It goes ahead of
@@ -118,6 +123,8 @@ class scheduler {
   // --- feedback from answers ------------------------------------------------
 
   void on_success(const std::string& account, clock_type::time_point now);
+  /// The same for a job the scheduler has seen, without looking its account up.
+  void on_success(const job_state& s, clock_type::time_point now);
   /// A 429. `remote`: the remote API's limit (pauses only its account). Truto's
   /// own 429s for several accounts within a second mean the token's limit: then
   /// everything pauses.
@@ -139,7 +146,7 @@ class scheduler {
   double account_rate(const std::string& account) const;
 
  private:
-  struct account;
+  using account = scheduler_account;
   struct heap_entry {
     std::uint64_t key;  // line for the ready heap, ticks for the timed heap
     std::uint64_t version;
@@ -149,7 +156,9 @@ class scheduler {
   using min_heap = std::priority_queue<heap_entry, std::vector<heap_entry>, std::greater<>>;
 
   account& account_of(const std::string& id);
+  account& account_of(const job_state& s);
   void evaluate(account& a, clock_type::time_point now);
+  void on_success_of(account& a, clock_type::time_point now);
   std::size_t candidate(const account& a) const;
   static constexpr std::size_t k_scan = 16;  // jobs of an account looked at for a free organization
   static constexpr std::size_t k_none = static_cast<std::size_t>(-1);
@@ -164,7 +173,6 @@ class scheduler {
   aimd account_aimd_;
   clock_type::time_point token_paused_until_{};
   std::unordered_map<std::string, std::unique_ptr<account>> accounts_;
-  std::unordered_map<std::string, std::uint64_t> busy_orgs_;  // org → line of the job that holds it
   min_heap ready_;
   min_heap timed_;
   std::multimap<clock_type::time_point, std::unique_ptr<job_state>> retries_;  // by not-before, FIFO
@@ -176,6 +184,4 @@ class scheduler {
 };
 
 /// Org identity used for input order: integrated account + id.
-std::string org_key(const job& j);
-
 }  // namespace orgpatch
