@@ -11,7 +11,7 @@ packages=(
   build-essential cmake ninja-build pkg-config ca-certificates openssl
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev
   libssl-dev libsimdjson-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
-  libgtest-dev libgmock-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
   libhiredis-dev redis-server libsystemd-dev systemd
 )
 
