@@ -120,6 +120,12 @@ class connection {
     close();
   }
 
+  /// Whether the pool may lend it again: its last exchange succeeded and the
+  /// server keeps the connection open.
+  bool reusable() const noexcept { return !broken_; }
+
+  /// One request and its response, on this connection or (once) a fresh one.
+  /// One coroutine frame: the hot path calls no other coroutine.
   net::awaitable<std::optional<exchange_error>> exchange() {
     // A reused connection may have been closed by the server while idle: one
     // fresh retry when nothing of the response arrived.
@@ -127,15 +133,73 @@ class connection {
       const bool reused = connected_ && requests_ > 0;
       if (!connected_) {
         auto err = co_await connect();
-        if (err) co_return err;
+        if (err) {
+          broken_ = true;
+          co_return err;
+        }
       }
-      auto result = co_await round_trip();
+      std::optional<exchange_error> result;
+      do {
+        arm(pool_.params.request_timeout);
+        // One TLS record for the whole request (most requests), sent in one write.
+        std::string_view out = request;
+        if (ssl_) {
+          cipher_out_.clear();
+          if (SSL_write(ssl_, request.data(), static_cast<int>(request.size())) <= 0) {
+            result = failure(take_ssl_error(), false, "sending the request");
+            break;
+          }
+          out = cipher_out_;
+        }
+        error_code ec;
+        const std::size_t sent = try_send(out, ec);
+        if (!ec && sent < out.size()) {
+          auto [wec, n] = co_await net::async_write(socket_, net::buffer(out.data() + sent, out.size() - sent));
+          ec = wec;
+        }
+        if (ec) {
+          result = failure(ec, false, "sending the request");
+          break;
+        }
+        cipher_out_.clear();
+
+        reader_.start(response);
+        for (;;) {
+          const feed_result fed = ssl_ ? feed_tls() : feed_plain();
+          if (fed == feed_result::tls_error) {
+            result = failure(tls_error_, reader_.got_some(), "reading the response");
+            break;
+          }
+          if (fed == feed_result::need_bytes && peer_eof_) reader_.put_eof();
+          if (reader_.status() == http_reader::state::failed) {
+            result = failure(reader_.error(), reader_.got_some(), "reading the response");
+            break;
+          }
+          if (reader_.status() == http_reader::state::done) break;
+          // Nothing more to parse: wait for the socket.
+          make_room(raw_, raw_begin_, raw_end_);
+          auto [rec, n] = co_await socket_.async_read_some(net::buffer(raw_.data() + raw_end_, raw_.size() - raw_end_));
+          raw_end_ += n;
+          if (rec == net::error::eof) {
+            peer_eof_ = true;
+          } else if (rec) {
+            result = failure(rec, reader_.got_some() || n > 0, "reading the response");
+            break;
+          }
+        }
+      } while (false);
       deadline = clock_type::time_point::max();
       if (!result) {
+        // Bytes past the response answer nothing we sent: do not reuse the connection.
+        if (raw_end_ != raw_begin_ || text_end_ != text_begin_ || (ssl_ && SSL_pending(ssl_) > 0))
+          response.keep_alive = false;
+        if (ssl_ && requests_ == 0) keep_session();
         ++requests_;
+        broken_ = !response.keep_alive;
         co_return std::nullopt;
       }
       close();
+      broken_ = true;
       // Only a connection the server closed while idle is retried on a fresh one:
       // after a timeout the request may be under way.
       if (reused && !result->response_started && result->peer_closed && round == 0 && !pool_.closed) continue;
@@ -147,41 +211,6 @@ class connection {
 
  private:
   // --- the request and its response -----------------------------------------
-
-  net::awaitable<std::optional<exchange_error>> round_trip() {
-    arm(pool_.params.request_timeout);
-    // One TLS record for the whole request (most requests), sent in one write.
-    std::string_view out = request;
-    if (ssl_) {
-      cipher_out_.clear();
-      if (SSL_write(ssl_, request.data(), static_cast<int>(request.size())) <= 0)
-        co_return failure(take_ssl_error(), false, "sending the request");
-      out = cipher_out_;
-    }
-    if (auto ec = co_await send_all(out)) co_return failure(ec, false, "sending the request");
-    cipher_out_.clear();
-
-    reader_.start(response);
-    for (;;) {
-      const feed_result fed = ssl_ ? feed_tls() : feed_plain();
-      if (fed == feed_result::tls_error) co_return failure(tls_error_, reader_.got_some(), "reading the response");
-      if (fed == feed_result::need_bytes && peer_eof_) reader_.put_eof();
-      if (reader_.status() == http_reader::state::failed)
-        co_return failure(reader_.error(), reader_.got_some(), "reading the response");
-      if (reader_.status() == http_reader::state::done) break;
-      // Nothing more to parse: wait for the socket.
-      make_room(raw_, raw_begin_, raw_end_);
-      auto [ec, n] = co_await socket_.async_read_some(net::buffer(raw_.data() + raw_end_, raw_.size() - raw_end_));
-      raw_end_ += n;
-      if (ec == net::error::eof) peer_eof_ = true;
-      else if (ec) co_return failure(ec, reader_.got_some() || n > 0, "reading the response");
-    }
-    // Bytes past the response answer nothing we sent: do not reuse the connection.
-    if (raw_end_ != raw_begin_ || text_end_ != text_begin_ || (ssl_ && SSL_pending(ssl_) > 0))
-      response.keep_alive = false;
-    if (ssl_ && requests_ == 0) keep_session();
-    co_return std::nullopt;
-  }
 
   enum class feed_result { progress, need_bytes, tls_error };
 
@@ -242,15 +271,21 @@ class connection {
     return true;
   }
 
-  // Sends `data` whole: at once when the socket takes it (the rule), else
-  // through the reactor.
-  net::awaitable<error_code> send_all(std::string_view data) {
-    error_code ec;
-    std::size_t sent = socket_.write_some(net::buffer(data.data(), data.size()), ec);
+  // Writes what the socket takes at once (the rule: all of it); the caller
+  // sends the rest through the reactor.
+  std::size_t try_send(std::string_view data, error_code& ec) {
+    const std::size_t sent = socket_.write_some(net::buffer(data.data(), data.size()), ec);
     if (ec == net::error::would_block || ec == net::error::try_again) {
       ec = {};
-      sent = 0;
+      return 0;
     }
+    return ec ? 0 : sent;
+  }
+
+  // Sends `data` whole (the handshake's messages).
+  net::awaitable<error_code> send_all(std::string_view data) {
+    error_code ec;
+    const std::size_t sent = try_send(data, ec);
     if (!ec && sent < data.size()) {
       auto [wec, n] = co_await net::async_write(socket_, net::buffer(data.data() + sent, data.size() - sent));
       ec = wec;
@@ -473,6 +508,7 @@ class connection {
   bool peer_eof_ = false;
   bool timed_out_ = false;
   bool connected_ = false;
+  bool broken_ = false;  // its last exchange failed, or the server closes it
   unsigned requests_ = 0;
 };
 
@@ -526,11 +562,7 @@ lease::~lease() {
 std::string& lease::request() noexcept { return conn_->request; }
 http_response& lease::response() noexcept { return conn_->response; }
 
-net::awaitable<std::optional<exchange_error>> lease::exchange() {
-  auto err = co_await conn_->exchange();
-  if (err || !conn_->response.keep_alive) discard_ = true;
-  co_return err;
-}
+net::awaitable<std::optional<exchange_error>> lease::exchange() { return conn_->exchange(); }
 
 // --- pool --------------------------------------------------------------------
 
@@ -588,7 +620,7 @@ net::awaitable<lease> connection_pool::acquire() {
 void connection_pool::give_back(std::unique_ptr<connection> c, bool discard) noexcept {
   auto& s = *impl_;
   c->deadline = clock_type::time_point::max();
-  if (discard || s.closed) {
+  if (discard || s.closed || !c->reusable()) {
     c->close();
     s.all.erase(c.get());
     --s.open;

@@ -453,6 +453,7 @@ class batch {
       }
       co_await shared_->take(j.integrated_account_id);
       if (hard_stop_) co_return;
+      now = clock_type::now();
     }
 
     // A connection is free as a rule: attempts never outnumber connections.
@@ -463,9 +464,9 @@ class batch {
       } catch (const boost::system::system_error&) {
         co_return;  // the pool is closed: the run is stopping; no line, resumable
       }
+      now = clock_type::now();
     }
     // The pause is checked again right before writing, not only when picked.
-    now = clock_type::now();
     if (auto pause = scheduler_.pause_left(st, now); pause > clock_type::duration::zero()) {
       conn.reset();
       scheduler_.requeue_unsent(std::move(s), now + pause, now);
@@ -507,7 +508,7 @@ class batch {
     switch (classify(status, info.remote)) {
       case verdict::ok:
         scheduler_.on_success(st, now);
-        finish_ok(st, status, latency_ms, info);
+        finish_ok(st, status, latency_ms, info, now);
         co_return;
       case verdict::stop_run:
         stop_run(fmt::format("the API answered {} {} for job {} (line {}): {} — check the API token and its scopes",
@@ -600,7 +601,8 @@ class batch {
     return r;
   }
 
-  void finish_ok(const job_state& st, unsigned status, double latency_ms, const response_info& info) {
+  void finish_ok(const job_state& st, unsigned status, double latency_ms, const response_info& info,
+                 clock_type::time_point now) {
     job_result r = result_of(st, outcome::ok, status, latency_ms);
     r.response_id = info.id;
     r.response_name = info.name;
@@ -609,7 +611,7 @@ class batch {
     sink_.add(r, {}, {}, {});
     note_entry(st.entry_id, r);
     report_.metrics.job_finished(outcome::ok);
-    scheduler_.finished(st, clock_type::now());
+    scheduler_.finished(st, now);
     schedule_flush();
   }
 

@@ -8,6 +8,7 @@
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <cstddef>
 #include <string>
@@ -18,6 +19,15 @@ namespace {
 
 /// Appends `s` with every byte outside RFC 3986 unreserved as %XX (upper case).
 void append_encoded(std::string& out, std::string_view s) {
+  // Ids are UUIDs as a rule: nothing to encode, one append.
+  const bool plain = std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+           c == '_' || c == '~';
+  });
+  if (plain) {
+    out += s;
+    return;
+  }
   const std::size_t n = boost::urls::encoded_size(s, boost::urls::unreserved_chars);
   const std::size_t at = out.size();
   out.resize(at + n);
