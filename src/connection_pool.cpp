@@ -60,7 +60,7 @@ struct connection_pool::impl {
   }
   ~impl() {
     *alive = false;
-    if (session) SSL_SESSION_free(session);
+    for (SSL_SESSION* s : sessions) SSL_SESSION_free(s);
   }
 
   /// Starts the watchdog unless it runs: it closes the connections past their
@@ -77,7 +77,9 @@ struct connection_pool::impl {
   unsigned open = 0;
   steady_timer available;
   bool closed = false;
-  SSL_SESSION* session = nullptr;  // the last session, offered on reconnect
+  // Sessions to resume, newest last; each offered once (RFC 8446 C.4: a TLS
+  // 1.3 ticket should not be used twice), one kept per connection at most.
+  std::vector<SSL_SESSION*> sessions;
   std::uint64_t opened = 0;
   std::uint64_t resumed = 0;
   net::steady_timer watchdog;
@@ -374,7 +376,12 @@ class connection {
                                       : X509_VERIFY_PARAM_set1_host(param, p.target.host.c_str(), 0);
       if (ok != 1) co_return exchange_error{errc::tls_verification_failed, "TLS: cannot set the host to verify", true};
     }
-    if (pool_.session) SSL_set_session(ssl_, pool_.session);
+    if (!pool_.sessions.empty()) {
+      SSL_SESSION* offered = pool_.sessions.back();
+      pool_.sessions.pop_back();
+      SSL_set_session(ssl_, offered);  // takes its own reference
+      SSL_SESSION_free(offered);
+    }
     for (;;) {
       cipher_out_.clear();
       const int r = SSL_do_handshake(ssl_);
@@ -416,8 +423,12 @@ class connection {
   // TLS 1.3 tickets arrive after the handshake: keep the newest session.
   void keep_session() {
     if (SSL_SESSION* s = SSL_get1_session(ssl_)) {
-      if (pool_.session) SSL_SESSION_free(pool_.session);
-      pool_.session = s;
+      auto& kept = pool_.sessions;
+      if (kept.size() >= std::max(1u, pool_.params.max_connections)) {
+        SSL_SESSION_free(kept.front());
+        kept.erase(kept.begin());
+      }
+      kept.push_back(s);
     }
   }
 

@@ -245,6 +245,7 @@ class batch {
     report_.summary.unfinished = jobs_read_ - report_.metrics.jobs();
     report_.summary.elapsed_s = std::chrono::duration<double>(clock_type::now() - started_).count();
     report_.summary.connections_opened = pool_.connections_opened();
+    report_.summary.tls_resumed = pool_.tls_resumed();
     report_.summary.dead_letters = sink_.dead_letters();
   }
 

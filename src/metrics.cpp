@@ -76,8 +76,9 @@ std::string format_summary(const run_metrics& m, const summary_context& c) {
   std::string statuses;
   for (const auto& [status, count] : m.status_counts())
     statuses += fmt::format("{}{} ×{}", statuses.empty() ? "" : "   ", status_name(status), count);
-  line(fmt::format("  requests {} ({:.0f}/s)   retries {}   429s {}   connections {}", m.requests(),
-                   throughput(m, c), m.retries(), m.rate_limited_count(), c.connections_opened));
+  line(fmt::format("  requests {} ({:.0f}/s)   retries {}   429s {}   connections {}{}", m.requests(),
+                   throughput(m, c), m.retries(), m.rate_limited_count(), c.connections_opened,
+                   c.tls_resumed ? fmt::format(" ({} resumed TLS sessions)", c.tls_resumed) : std::string()));
   if (!statuses.empty()) line(fmt::format("  HTTP status: {}", statuses));
   if (m.requests() > 0)
     line(fmt::format("  latency ms: p50 {:.1f}   p90 {:.1f}   p99 {:.1f}   max {:.1f}", m.latency_quantile(0.5),
@@ -101,10 +102,10 @@ std::string summary_json(const run_metrics& m, const summary_context& c) {
       "{{\"jobs\":{{\"total\":{},\"ok\":{},\"failed\":{},\"exhausted\":{},\"invalid\":{}}},"
       "\"requests\":{},\"retries\":{},\"rate_limited\":{},\"elapsed_s\":{:.3f},\"throughput_rps\":{:.1f},"
       "\"latency_ms\":{{\"p50\":{:.3f},\"p90\":{:.3f},\"p99\":{:.3f},\"max\":{:.3f}}},"
-      "\"status_counts\":{{{}}},\"connections_opened\":{},\"unfinished\":{},\"resumed\":{}}}\n",
+      "\"status_counts\":{{{}}},\"connections_opened\":{},\"tls_resumed\":{},\"unfinished\":{},\"resumed\":{}}}\n",
       m.jobs(), m.ok(), m.failed(), m.exhausted(), m.invalid(), m.requests(), m.retries(), m.rate_limited_count(),
       c.elapsed_s, throughput(m, c), m.latency_quantile(0.5), m.latency_quantile(0.9), m.latency_quantile(0.99),
-      m.latency_max(), statuses, c.connections_opened, c.unfinished, c.resumed);
+      m.latency_max(), statuses, c.connections_opened, c.tls_resumed, c.unfinished, c.resumed);
 }
 
 }  // namespace orgpatch

@@ -55,6 +55,7 @@ struct summary_context {
   std::string dead_letter_path;
   std::uint64_t dead_letters = 0;
   std::uint64_t connections_opened = 0;
+  std::uint64_t tls_resumed = 0;     ///< of which resumed an earlier TLS session
   std::string stopped_reason;  ///< empty when the run finished
   std::uint64_t unfinished = 0;  ///< jobs read that got no line (stopped: run again)
   std::uint64_t resumed = 0;         ///< jobs finished by earlier runs of a resumed run
