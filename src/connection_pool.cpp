@@ -147,6 +147,8 @@ class connection {
         std::string_view out = request;
         if (ssl_) {
           cipher_out_.clear();
+          // SSL_get_error reads this thread's error queue: it must start empty.
+          ERR_clear_error();
           if (SSL_write(ssl_, request.data(), static_cast<int>(request.size())) <= 0) {
             result = failure(take_ssl_error(), false, "sending the request");
             break;
@@ -178,8 +180,12 @@ class connection {
             break;
           }
           if (reader_.status() == http_reader::state::done) break;
-          // Nothing more to parse: wait for the socket.
-          make_room(raw_, raw_begin_, raw_end_);
+          // Nothing more to parse: wait for the socket (unless what waits is
+          // already more than any header or chunk line may be).
+          if (!make_room(raw_, raw_begin_, raw_end_)) {
+            result = failure(http::error::header_limit, true, "reading the response");
+            break;
+          }
           auto [rec, n] = co_await socket_.async_read_some(net::buffer(raw_.data() + raw_end_, raw_.size() - raw_end_));
           raw_end_ += n;
           if (rec == net::error::eof) {
@@ -193,7 +199,7 @@ class connection {
       deadline = clock_type::time_point::max();
       if (!result) {
         // Bytes past the response answer nothing we sent: do not reuse the connection.
-        if (raw_end_ != raw_begin_ || text_end_ != text_begin_ || (ssl_ && SSL_pending(ssl_) > 0))
+        if (raw_end_ != raw_begin_ || text_end_ != text_begin_ || (ssl_ && SSL_has_pending(ssl_)))
           response.keep_alive = false;
         if (ssl_ && requests_ == 0) keep_session();
         ++requests_;
@@ -234,9 +240,13 @@ class connection {
         tls_error_ = http::error::header_limit;
         return feed_result::tls_error;
       }
+      ERR_clear_error();
       const int n = SSL_read(ssl_, text_.data() + text_end_, static_cast<int>(text_.size() - text_end_));
       // A key update or an alert may want to go out.
-      if (!cipher_out_.empty()) flush_cipher_now();
+      if (!cipher_out_.empty() && !flush_cipher_now()) {
+        tls_error_ = net::error::would_block;
+        return feed_result::tls_error;
+      }
       if (n > 0) {
         text_end_ += static_cast<std::size_t>(n);
         continue;
@@ -297,12 +307,13 @@ class connection {
 
   // Ciphertext produced while reading (rare: a TLS 1.3 key update's answer):
   // written without waiting; the socket's buffer has room for such a record.
-  void flush_cipher_now() {
+  // False when it could not (the exchange then fails).
+  bool flush_cipher_now() {
     error_code ec;
     const std::size_t n = socket_.write_some(net::buffer(cipher_out_), ec);
-    if (!ec && n < cipher_out_.size()) ec = net::error::would_block;
+    const bool whole = !ec && n == cipher_out_.size();
     cipher_out_.clear();
-    if (ec) close();
+    return whole;
   }
 
   // --- connecting -------------------------------------------------------------
@@ -376,14 +387,17 @@ class connection {
                                       : X509_VERIFY_PARAM_set1_host(param, p.target.host.c_str(), 0);
       if (ok != 1) co_return exchange_error{errc::tls_verification_failed, "TLS: cannot set the host to verify", true};
     }
-    if (!pool_.sessions.empty()) {
+    while (!pool_.sessions.empty()) {
       SSL_SESSION* offered = pool_.sessions.back();
       pool_.sessions.pop_back();
-      SSL_set_session(ssl_, offered);  // takes its own reference
+      const bool usable = SSL_SESSION_is_resumable(offered) == 1;
+      if (usable) SSL_set_session(ssl_, offered);  // takes its own reference
       SSL_SESSION_free(offered);
+      if (usable) break;
     }
     for (;;) {
       cipher_out_.clear();
+      ERR_clear_error();
       const int r = SSL_do_handshake(ssl_);
       if (!cipher_out_.empty()) {
         if (auto ec = co_await send_all(cipher_out_)) {
@@ -409,7 +423,8 @@ class connection {
                                              X509_verify_cert_error_string(verify)),
                                  true};
       }
-      co_return handshake_failure(peer_eof_ ? error_code(net::error::eof) : take_ssl_error());
+      const error_code failed = take_ssl_error();  // empties the queue either way
+      co_return handshake_failure(peer_eof_ ? error_code(net::error::eof) : failed);
     }
     if (SSL_session_reused(ssl_)) ++pool_.resumed;
     co_return std::nullopt;
@@ -422,7 +437,9 @@ class connection {
 
   // TLS 1.3 tickets arrive after the handshake: keep the newest session.
   void keep_session() {
-    if (SSL_SESSION* s = SSL_get1_session(ssl_)) {
+    // A copy: the connection's own session stops being resumable when the
+    // connection is freed without a TLS shutdown (OpenSSL 3), as ours are.
+    if (SSL_SESSION* s = SSL_SESSION_dup(SSL_get0_session(ssl_))) {
       auto& kept = pool_.sessions;
       if (kept.size() >= std::max(1u, pool_.params.max_connections)) {
         SSL_SESSION_free(kept.front());
@@ -583,7 +600,9 @@ connection_pool::connection_pool(net::any_io_executor ex, pool_params params)
   ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                   ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
   SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
-  SSL_CTX_set_session_cache_mode(ctx.native_handle(), SSL_SESS_CACHE_CLIENT);
+  // The pool keeps its own sessions: none in the context's cache, which would only grow.
+  SSL_CTX_set_session_cache_mode(ctx.native_handle(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_set_options(ctx.native_handle(), SSL_OP_NO_RENEGOTIATION);
   if (impl_->params.verify) {
     ctx.set_verify_mode(ssl::verify_peer);
     error_code ec;

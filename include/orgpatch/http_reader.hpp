@@ -55,7 +55,8 @@ class http_reader {
   /// Why it failed: Beast's http::error values (body_limit, header_limit,
   /// partial_message, bad_* …).
   boost::system::error_code error() const noexcept { return error_; }
-  /// Some bytes of a response (not only of a skipped 1xx) have been used.
+  /// Some bytes of an answer (a skipped 1xx included) have been used: the
+  /// server took the request up.
   bool got_some() const noexcept;
 
  private:
