@@ -296,7 +296,7 @@ class batch {
         auto picked = scheduler_.pick(now);
         if (picked.job) {
           ++in_flight_;
-          net::co_spawn(io_, attempt(std::move(picked.job)), [this](std::exception_ptr e) {
+          net::co_spawn(io_, runner(std::move(picked.job)), [this](std::exception_ptr e) {
             if (e) {
               try {
                 std::rethrow_exception(e);
@@ -415,8 +415,11 @@ class batch {
 
   // --- one attempt of one job ------------------------------------------------
 
-  net::awaitable<void> attempt(std::unique_ptr<job_state> s) {
-    // Whatever happens, this attempt no longer counts against the connections.
+  // Sends one job, then the next ones the scheduler has ready at once, in this
+  // one coroutine: under load no coroutine is spawned and the dispatcher is not
+  // woken per job. Left to the dispatcher: waiting, the end, stopping.
+  net::awaitable<void> runner(std::unique_ptr<job_state> s) {
+    // Whatever happens, this runner no longer counts against the connections.
     struct in_flight_guard {
       batch* b;
       ~in_flight_guard() {
@@ -425,7 +428,23 @@ class batch {
         b->maybe_all_done();
       }
     } guard{this};
+    while (s) {
+      co_await attempt(std::move(s));
+      s = next_ready();
+    }
+  }
 
+  // What the dispatcher's turn would pick now, reading input as it would.
+  std::unique_ptr<job_state> next_ready() {
+    if (hard_stop_ || stopping_) return nullptr;
+    const auto now = clock_type::now();
+    read_input(now);
+    reload_spilled(now);
+    if (hard_stop_ || stopping_) return nullptr;
+    return std::move(scheduler_.pick(now).job);
+  }
+
+  net::awaitable<void> attempt(std::unique_ptr<job_state> s) {
     job_state& st = *s;
     const job& j = st.j;
     auto now = clock_type::now();
@@ -501,7 +520,10 @@ class batch {
     const http_response& answer = conn->response();
     const unsigned status = answer.status;
     report_.metrics.request_done(status, latency_ms);
-    const response_info info = parser_.parse(status, conn->response().body);
+    // Parsed into one reused response_info: nothing below suspends, so no
+    // other attempt can parse in between.
+    parser_.parse(status, conn->response().body, info_);
+    const response_info& info = info_;
     note_rate_headers(j.integrated_account_id, answer, now);
     std::optional<std::chrono::milliseconds> retry_after;
     if (!answer.retry_after.empty()) retry_after = parse_retry_after(answer.retry_after, std::chrono::system_clock::now());
@@ -806,6 +828,7 @@ class batch {
   net::steady_timer grace_timer_;
   net::steady_timer sync_timer_;
   steady_timer wakeup_;
+  response_info info_;  // the answer being handled (see attempt)
   std::mt19937_64 rng_;
   std::optional<shared_limits> shared_;  // with Redis: the budgets every instance shares
   std::vector<finished_entry> acks_;     // written to the sink, to acknowledge after the flush

@@ -300,21 +300,45 @@ response_parser::~response_parser() = default;
 
 std::size_t response_parser::padding() noexcept { return simdjson::SIMDJSON_PADDING; }
 
+namespace {
+
+// Back to the defaults, keeping each string's capacity.
+void reset(response_info& info) noexcept {
+  info.json_valid = false;
+  info.id.clear();
+  info.name.clear();
+  info.updated_at.clear();
+  info.status_code = 0;
+  info.error.clear();
+  info.message.clear();
+  info.remote = false;
+}
+
+}  // namespace
+
 response_info response_parser::parse(unsigned http_status, std::string& body) {
   response_info info;
-  if (body.empty() || body.size() > impl_->max_bytes) return info;
+  parse(http_status, body, info);
+  return info;
+}
+
+void response_parser::parse(unsigned http_status, std::string& body, response_info& info) {
+  reset(info);
+  if (body.empty() || body.size() > impl_->max_bytes) return;
   // The caller's spare capacity is the padding; grow it rather than read past it.
   if (body.capacity() - body.size() < padding()) body.reserve(body.size() + padding());
-  if (!impl_->reserve_for(body.size())) return info;
+  if (!impl_->reserve_for(body.size())) return;
 
   od::document doc;
   const simdjson::padded_string_view view(body.data(), body.size(), body.capacity());
-  if (impl_->parser.iterate(view).get(doc) != simdjson::SUCCESS) return info;
+  if (impl_->parser.iterate(view).get(doc) != simdjson::SUCCESS) return;
 
   const bool success = http_status >= 200 && http_status < 300;
-  if (!read_document(doc, success, info)) return response_info{};
+  if (!read_document(doc, success, info)) {
+    reset(info);
+    return;
+  }
   info.json_valid = true;
-  return info;
 }
 
 }  // namespace orgpatch

@@ -56,6 +56,10 @@ class response_parser {
   /// are left empty. May throw std::bad_alloc only.
   response_info parse(unsigned http_status, std::string& body);
 
+  /// The same into `into`, whose strings keep their capacity: with one
+  /// `response_info` reused, parsing allocates nothing.
+  void parse(unsigned http_status, std::string& body, response_info& into);
+
   /// The spare capacity `parse` needs past the body (SIMDJSON_PADDING).
   static std::size_t padding() noexcept;
 

@@ -55,6 +55,41 @@ TEST(ResponseTest, SuccessBody) {
   EXPECT_FALSE(r.remote);
 }
 
+// The engine parses every answer into one response_info: nothing of an
+// earlier answer may show through a later one.
+TEST(ResponseTest, ReusedInfoKeepsNothingOfTheLastAnswer) {
+  response_parser parser(k_limit);
+  response_info info;
+  std::string ok = padded(R"({"id":"2818e386-8dec-2562-9ede-5b8a0fbbdc71","name":"Acme","updated_at":"2026-11-26T20:41:07.123Z"})");
+  parser.parse(200, ok, info);
+  ASSERT_TRUE(info.json_valid);
+  EXPECT_EQ(info.name, "Acme");
+
+  std::string error = padded(R"({"statusCode":422,"error":"Unprocessable Entity","message":"Email is invalid","truto_is_remote_error":true})");
+  parser.parse(422, error, info);
+  ASSERT_TRUE(info.json_valid);
+  EXPECT_EQ(info.id, "");
+  EXPECT_EQ(info.name, "");
+  EXPECT_EQ(info.updated_at, "");
+  EXPECT_EQ(info.status_code, 422);
+  EXPECT_EQ(info.message, "Email is invalid");
+  EXPECT_TRUE(info.remote);
+
+  std::string broken = padded(R"({"id":"x", "name":)");
+  parser.parse(200, broken, info);
+  EXPECT_FALSE(info.json_valid);
+  EXPECT_EQ(info.status_code, 0);
+  EXPECT_EQ(info.message, "");
+  EXPECT_FALSE(info.remote);
+
+  // Half-read: the id was taken before the document turned out broken.
+  std::string half = padded(R"({"id":"abc","name":"n" "x"})");
+  parser.parse(200, half, info);
+  EXPECT_FALSE(info.json_valid);
+  EXPECT_EQ(info.id, "");
+  EXPECT_EQ(info.name, "");
+}
+
 TEST(ResponseTest, AnyTwoHundredIsASuccess) {
   EXPECT_EQ(parse(201, R"({"id":"a"})").id, "a");
   EXPECT_EQ(parse(299, R"({"id":"a"})").id, "a");
