@@ -48,6 +48,12 @@ error_code take_ssl_error() {
   return error_code(static_cast<int>(e), net::error::get_ssl_category());
 }
 
+// Empties this thread's OpenSSL error queue; looks before clearing, since
+// clearing walks every slot and the queue is empty as a rule.
+void clear_ssl_errors() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
+
 }  // namespace
 
 struct connection_pool::impl {
@@ -148,7 +154,7 @@ class connection {
         if (ssl_) {
           cipher_out_.clear();
           // SSL_get_error reads this thread's error queue: it must start empty.
-          ERR_clear_error();
+          clear_ssl_errors();
           if (SSL_write(ssl_, request.data(), static_cast<int>(request.size())) <= 0) {
             result = failure(take_ssl_error(), false, "sending the request");
             break;
@@ -240,7 +246,7 @@ class connection {
         tls_error_ = http::error::header_limit;
         return feed_result::tls_error;
       }
-      ERR_clear_error();
+      clear_ssl_errors();
       const int n = SSL_read(ssl_, text_.data() + text_end_, static_cast<int>(text_.size() - text_end_));
       // A key update or an alert may want to go out.
       if (!cipher_out_.empty() && !flush_cipher_now()) {
@@ -397,7 +403,7 @@ class connection {
     }
     for (;;) {
       cipher_out_.clear();
-      ERR_clear_error();
+      clear_ssl_errors();
       const int r = SSL_do_handshake(ssl_);
       if (!cipher_out_.empty()) {
         if (auto ec = co_await send_all(cipher_out_)) {

@@ -8,7 +8,7 @@
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 
-#include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstddef>
 #include <string>
@@ -20,10 +20,15 @@ namespace {
 /// Appends `s` with every byte outside RFC 3986 unreserved as %XX (upper case).
 void append_encoded(std::string& out, std::string_view s) {
   // Ids are UUIDs as a rule: nothing to encode, one append.
-  const bool plain = std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-           c == '_' || c == '~';
-  });
+  static constexpr auto unreserved = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0; c < 256; ++c)
+      t[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+             c == '_' || c == '~';
+    return t;
+  }();
+  bool plain = true;
+  for (unsigned char c : s) plain &= unreserved[c];
   if (plain) {
     out += s;
     return;
