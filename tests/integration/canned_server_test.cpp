@@ -88,6 +88,15 @@ run_options plain_options(const std::string& input, std::uint16_t port, unsigned
   return o;
 }
 
+// `n` generated jobs of one account in `dir`'s j.jsonl; its path.
+std::string write_jobs(const temp_dir& dir, std::size_t n) {
+  std::string text;
+  for (const auto& j : test::generate_jobs(n, 1)) text += j.line + "\n";
+  const std::string input = dir.file("j.jsonl");
+  write_file(input, text);
+  return input;
+}
+
 const std::string k_ok_answer =
     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"id\":\"x\"}\n";
 
@@ -97,9 +106,7 @@ const std::string k_ok_answer =
 TEST(CannedServerTest, AnEndlessChunkLineIsTooLargeNotATimeout) {
   temp_dir dir;
   canned_server server("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;ext=" + std::string(300 * 1024, 'a'));
-  const std::string input = dir.file("j.jsonl");
-  write_file(input, test::generate_jobs(1, 1)[0].line + "\n");
-  const run_report report = run_batch(plain_options(input, server.port(), 2));
+  const run_report report = run_batch(plain_options(write_jobs(dir, 1), server.port(), 2));
   ASSERT_EQ(report.fatal_error, "");
   EXPECT_EQ(report.metrics.exhausted(), 1u);
   const auto lines = read_lines(dir.file("j.results.jsonl"));
@@ -115,11 +122,7 @@ TEST(CannedServerTest, AnEndlessChunkLineIsTooLargeNotATimeout) {
 TEST(CannedServerTest, BytesPastAnAnswerAreNeverTakenForTheNextOne) {
   temp_dir dir;
   canned_server server(k_ok_answer + "HTTP/1.1 500 Stale\r\nContent-Length: 0\r\n\r\n");
-  const std::string input = dir.file("j.jsonl");
-  std::string text;
-  for (const auto& j : test::generate_jobs(3, 1)) text += j.line + "\n";
-  write_file(input, text);
-  const run_report report = run_batch(plain_options(input, server.port(), 1));
+  const run_report report = run_batch(plain_options(write_jobs(dir, 3), server.port(), 1));
   ASSERT_EQ(report.fatal_error, "");
   EXPECT_EQ(report.metrics.ok(), 3u);
   EXPECT_EQ(report.metrics.requests(), 3u);
@@ -130,11 +133,7 @@ TEST(CannedServerTest, BytesPastAnAnswerAreNeverTakenForTheNextOne) {
 TEST(CannedServerTest, AWholeAnswerKeepsTheConnection) {
   temp_dir dir;
   canned_server server(k_ok_answer);
-  const std::string input = dir.file("j.jsonl");
-  std::string text;
-  for (const auto& j : test::generate_jobs(3, 1)) text += j.line + "\n";
-  write_file(input, text);
-  const run_report report = run_batch(plain_options(input, server.port(), 1));
+  const run_report report = run_batch(plain_options(write_jobs(dir, 3), server.port(), 1));
   ASSERT_EQ(report.fatal_error, "");
   EXPECT_EQ(report.metrics.ok(), 3u);
   EXPECT_EQ(server.connections(), 1u);
