@@ -1,6 +1,8 @@
 // The results log and the dead-letter file (DESIGN.md §5, §6).
 #include "orgpatch/results.hpp"
 
+#include "json_bytes.hpp"
+
 #include <boost/json/parse.hpp>
 #include <fmt/format.h>
 
@@ -24,19 +26,7 @@ namespace {
 constexpr std::string_view k_replacement = "\xEF\xBF\xBD";  // U+FFFD
 constexpr auto k_sync_interval = std::chrono::milliseconds(100);
 
-/// True when one of the 8 bytes of `w` needs more than a copy: a control
-/// character, '"', '\\' or a byte >= 0x80 (bit tricks from "Bit Twiddling Hacks").
-constexpr bool has_special_byte(std::uint64_t w) noexcept {
-  constexpr std::uint64_t ones = 0x0101010101010101ULL;
-  constexpr std::uint64_t high = 0x8080808080808080ULL;
-  const auto has_zero = [](std::uint64_t v) { return (v - ones) & ~v & high; };
-  const std::uint64_t below_space = (w - ones * 0x20) & ~w & high;
-  return ((w & high) | below_space | has_zero(w ^ (ones * '"')) | has_zero(w ^ (ones * '\\'))) != 0;
-}
-
-constexpr bool is_plain(unsigned char c) noexcept {
-  return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
-}
+using json_bytes::is_plain;
 
 void append_escape(std::string& out, unsigned char c) {
   switch (c) {
@@ -185,13 +175,8 @@ void append_json_string(std::string& out, std::string_view s) {
   while (p < end) {
     // Fast path: copy a run of plain ASCII at once, 8 bytes per test.
     const auto* run = p;
-    while (end - p >= 8) {
-      std::uint64_t w;
-      std::memcpy(&w, p, sizeof w);
-      if (has_special_byte(w)) break;
-      p += 8;
-    }
-    while (p < end && is_plain(*p)) ++p;
+    p = reinterpret_cast<const unsigned char*>(
+        json_bytes::skip_plain(reinterpret_cast<const char*>(p), reinterpret_cast<const char*>(end)));
     if (p != run) out.append(reinterpret_cast<const char*>(run), static_cast<std::size_t>(p - run));
     if (p == end) break;
 
