@@ -15,6 +15,10 @@ struct scheduler_account {
   gcra bucket;
   clock_type::time_point paused_until{};
   std::uint64_t version = 0;          // heap entries of older versions are stale
+  // Where its live heap entry (of `version`) places it, so that placing it
+  // again the same way costs nothing.
+  enum class placement : unsigned char { none, ready, timed } placed = placement::none;
+  std::uint64_t placed_key = 0;
   bool reload_planned = false;
   std::size_t reload_outstanding = 0;  // handed out by take_reloads, not loaded yet
 
@@ -80,15 +84,23 @@ std::size_t scheduler::candidate(const account& a) const {
 // (empty, or every job it could send waits for an earlier one of the same
 // organization: `finished` places it again).
 void scheduler::evaluate(account& a, clock_type::time_point now) {
-  ++a.version;
+  using placement = account::placement;
   plan_reload(a);
-  if (a.queue.empty()) return;
-  const std::size_t c = candidate(a);
-  if (c == k_none) return;
-  const auto bucket_at = now + a.bucket.wait(now);
-  const auto at = std::max(a.paused_until, bucket_at);
-  if (at <= now) ready_.push({a.queue[c]->j.line, a.version, &a});
-  else timed_.push({ticks(at), a.version, &a});
+  placement want = placement::none;
+  std::uint64_t key = 0;
+  if (const std::size_t c = a.queue.empty() ? k_none : candidate(a); c != k_none) {
+    const auto bucket_at = now + a.bucket.wait(now);
+    const auto at = std::max(a.paused_until, bucket_at);
+    want = at <= now ? placement::ready : placement::timed;
+    key = want == placement::ready ? a.queue[c]->j.line : ticks(at);
+  }
+  // Already placed just so (the common case after a job finishes): no new entry.
+  if (want != placement::none && want == a.placed && key == a.placed_key) return;
+  ++a.version;
+  a.placed = want;
+  a.placed_key = key;
+  if (want == placement::ready) ready_.push({key, a.version, &a});
+  else if (want == placement::timed) timed_.push({key, a.version, &a});
 }
 
 void scheduler::plan_reload(account& a) {
@@ -181,7 +193,9 @@ scheduler::pick_result scheduler::pick(clock_type::time_point now) {
   while (!timed_.empty() && timed_.top().key <= ticks(now)) {
     const heap_entry e = timed_.top();
     timed_.pop();
-    if (e.version == e.acct->version) evaluate(*e.acct, now);
+    if (e.version != e.acct->version) continue;  // stale
+    e.acct->placed = account::placement::none;  // its live entry is used up
+    evaluate(*e.acct, now);
   }
   pick_result r;
   const auto token_at = token_ready(now);
@@ -194,6 +208,7 @@ scheduler::pick_result scheduler::pick(clock_type::time_point now) {
     ready_.pop();
     account& a = *e.acct;
     if (e.version != a.version) continue;  // stale
+    a.placed = account::placement::none;  // its live entry is used up
     const std::size_t c = a.queue.empty() ? k_none : candidate(a);
     if (c == k_none || a.paused_until > now || a.bucket.wait(now) > clock_type::duration::zero()) {
       evaluate(a, now);
@@ -262,6 +277,7 @@ std::size_t scheduler::drop_all() {
     a->queue.clear();
     a->spill.clear();
     ++a->version;
+    a->placed = account::placement::none;
   }
   retries_.clear();
   reload_wanted_.clear();
