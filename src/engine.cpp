@@ -249,6 +249,22 @@ class batch {
     report_.summary.dead_letters = sink_.dead_letters();
   }
 
+  live_stats live() const {
+    live_stats l;
+    const auto now = clock_type::now();
+    l.jobs_read = jobs_read_;
+    l.in_flight = in_flight_;
+    l.queued = scheduler_.parsed() + scheduler_.spilled();
+    l.retrying = scheduler_.waiting_retry();
+    l.throttled_accounts = scheduler_.throttled_accounts(now);
+    l.connections_open = pool_.connections_open();
+    l.connections_opened = pool_.connections_opened();
+    l.token_rate = scheduler_.token_rate();
+    l.elapsed_s = started_ == clock_type::time_point{} ? 0.0 : std::chrono::duration<double>(now - started_).count();
+    l.input_ended = eof_;
+    return l;
+  }
+
   /// logrotate moved the files: continue in new ones.
   void reopen_outputs() {
     if (done_) return;
@@ -1032,6 +1048,8 @@ void run_session::stop(bool hard) {
 }
 
 const run_report& run_session::report() const noexcept { return impl_->report; }
+
+live_stats run_session::live() const { return impl_->b ? impl_->b->live() : live_stats{}; }
 
 run_report run_session::take_report() noexcept { return std::move(impl_->report); }
 

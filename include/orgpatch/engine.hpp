@@ -29,6 +29,20 @@ struct run_options {
   bool force = false;          ///< --force: start a new run, moving old outputs aside
 };
 
+/// What a run is doing at this moment, for the progress line and /metrics.
+struct live_stats {
+  std::uint64_t jobs_read = 0;          ///< read from the input by this run (finished or not)
+  unsigned in_flight = 0;               ///< jobs being sent or awaiting their answer
+  std::size_t queued = 0;               ///< held, waiting for their turn (parsed or spilled)
+  std::size_t retrying = 0;             ///< waiting out a retry delay or a 429's pause
+  std::size_t throttled_accounts = 0;   ///< accounts paused or slowed below their ceiling
+  unsigned connections_open = 0;
+  std::uint64_t connections_opened = 0;
+  double token_rate = 0;                ///< the token's requests/s now (0: unlimited)
+  double elapsed_s = 0;                 ///< since the run started
+  bool input_ended = false;             ///< every line of the input has been read
+};
+
 struct run_report {
   int exit_code = 0;            ///< DESIGN.md §7: 0, 2, 1, 130, 143
   run_metrics metrics;
@@ -77,6 +91,9 @@ class run_session {
   void stop(bool hard);
 
   const run_report& report() const noexcept;
+  /// The counters of the run so far (report().metrics holds the finished jobs'
+  /// outcomes and the requests). Cheap enough for a few calls a second; O(accounts).
+  live_stats live() const;
   /// The report, moved out (after the run).
   run_report take_report() noexcept;
 
