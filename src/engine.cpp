@@ -3,6 +3,7 @@
 #include "orgpatch/asio.hpp"
 #include "orgpatch/connection_pool.hpp"
 #include "orgpatch/error.hpp"
+#include "orgpatch/progress.hpp"
 #include "orgpatch/rate_limiter.hpp"
 #include "orgpatch/redis.hpp"
 #include "orgpatch/redis_limiter.hpp"
@@ -1053,12 +1054,172 @@ live_stats run_session::live() const { return impl_->b ? impl_->b->live() : live
 
 run_report run_session::take_report() noexcept { return std::move(impl_->report); }
 
+namespace {
+
+/// Redraws the progress line every 100 ms while the session runs.
+class progress_driver {
+ public:
+  progress_driver(net::io_context& io, const run_session& session, const std::string& input)
+      : session_(session), counter_(input), timer_(io) {
+    tick();
+  }
+
+  /// The run is over: the line goes, the summary takes its place.
+  void finish() {
+    finished_ = true;
+    timer_.cancel();
+    progress_terminal::erase();
+  }
+
+ private:
+  void tick() {
+    timer_.expires_after(100ms);
+    timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec || finished_) return;
+      draw();
+      tick();
+    });
+  }
+
+  void draw() {
+    const run_report& r = session_.report();
+    const live_stats live = session_.live();
+    const run_metrics& m = r.metrics;
+    rates_.sample(live.elapsed_s, m.jobs(), m.requests());
+    progress_snapshot s;
+    const std::uint64_t earlier_ok = r.summary.resumed - r.summary.resumed_not_ok;
+    s.done = r.summary.resumed + m.jobs();
+    s.total = counter_.count();
+    s.ok = earlier_ok + m.ok();
+    s.failed = r.summary.resumed_not_ok + m.failed() + m.exhausted() + m.invalid();
+    s.retrying = live.retrying;
+    s.throttled_accounts = live.throttled_accounts;
+    s.requests_per_s = rates_.requests_per_s();
+    s.jobs_per_s = rates_.jobs_per_s();
+    s.elapsed_s = live.elapsed_s;
+    progress_terminal::draw(format_progress(s));
+  }
+
+  const run_session& session_;
+  line_counter counter_;
+  progress_rates rates_;
+  net::steady_timer timer_;
+  bool finished_ = false;
+};
+
+}  // namespace
+
 run_report run_batch(const run_options& o) {
   net::io_context io{1};
   run_session session(io, o);
-  session.start({});
+  std::optional<progress_driver> progress;
+  if (o.progress && session.report().exit_code == 0) progress.emplace(io, session, o.input);
+  session.start([&] {
+    if (progress) progress->finish();
+  });
   io.run();
   return session.take_report();
+}
+
+namespace {
+
+// One request of a dry run as a person reads it: method and full URL, the
+// headers (the token never reached them: it was replaced before the build),
+// a blank line, the body.
+std::string show_request(const endpoint& ep, const std::string& built) {
+  std::string text;
+  std::size_t pos = built.find("\r\n");
+  const std::string_view request_line(built.data(), pos);
+  const auto target_begin = request_line.find(' ') + 1;
+  const auto target_end = request_line.rfind(' ');
+  text += fmt::format("PATCH {}{}\n", ep.origin, request_line.substr(target_begin, target_end - target_begin));
+  for (pos += 2; pos < built.size();) {
+    const std::size_t end = built.find("\r\n", pos);
+    if (end == std::string::npos || end == pos) {  // the blank line: the body follows
+      text += '\n';
+      if (end != std::string::npos) text.append(built, end + 2, std::string::npos);
+      break;
+    }
+    text.append(built, pos, end - pos);
+    text += '\n';
+    pos = end + 2;
+  }
+  text += "\n\n";
+  return text;
+}
+
+}  // namespace
+
+int dry_run(const run_options& o, std::FILE* out, std::size_t show) {
+  validate_config(o.cfg);
+  const endpoint ep = make_endpoint(o.cfg.api);
+  const std::string headers = common_headers(ep, "<redacted>");
+  const std::string results = o.cfg.output.results.value_or(default_results_path(o.input));
+
+  // What a real run would skip: the jobs an earlier run of this input finished.
+  std::optional<results_log> earlier;
+  std::string run_id;
+  if (!o.force && o.input != "-" && non_empty_file_exists(results)) {
+    earlier = read_results_log(results, false);
+    const auto fp = fingerprint(o.input);
+    if (earlier->header.input_size != fp.size || earlier->header.input_sha256 != fp.sha256) {
+      std::fprintf(out, "note: %s holds a run of another version of %s: a real run needs --force (or --results)\n\n",
+                   results.c_str(), o.input.c_str());
+      earlier.reset();
+    } else {
+      run_id = earlier->header.run_id;
+    }
+  }
+
+  file_source source(o.input, job_parse_options{o.cfg.api.default_integrated_account_id, &o.cfg.api.default_query},
+                     o.cfg.input.max_line_bytes);
+  std::uint64_t would_send = 0, invalid = 0, skipped = 0, shown = 0;
+  std::unordered_map<std::string, std::uint64_t> accounts;  // jobs per account
+  std::string built;
+  while (auto item = source.next()) {
+    if (earlier && earlier->has(item->line)) {
+      ++skipped;
+      continue;
+    }
+    if (auto* err = std::get_if<input_error>(&item->parsed)) {
+      ++invalid;
+      std::fprintf(out, "%s:%llu: %s\n", o.input.c_str(), static_cast<unsigned long long>(item->line),
+                   err->to_string().c_str());
+      continue;
+    }
+    const job& j = std::get<job>(item->parsed);
+    ++would_send;
+    ++accounts[j.integrated_account_id];
+    if (shown >= show) continue;
+    ++shown;
+    // The key a run would send; a new run's id is drawn when it starts.
+    const std::string key = !j.idempotency_key.empty() ? j.idempotency_key
+                            : !run_id.empty()          ? derive_idempotency_key(run_id, j.key)
+                                                       : "<derived from the new run's id and key \"" + j.key + "\">";
+    build_request(built, ep, j, headers, key);
+    std::fprintf(out, "--- %s:%llu (key \"%s\")\n%s", o.input.c_str(), static_cast<unsigned long long>(j.line),
+                 j.key.c_str(), show_request(ep, built).c_str());
+  }
+  std::fprintf(out, "dry run of %s: %llu %s would be sent to %zu integrated account%s at %s", o.input.c_str(),
+               static_cast<unsigned long long>(would_send), would_send == 1 ? "job" : "jobs", accounts.size(),
+               accounts.size() == 1 ? "" : "s", ep.origin.c_str());
+  if (invalid > 0) std::fprintf(out, "; %llu invalid (listed above, never sent)", static_cast<unsigned long long>(invalid));
+  if (skipped > 0)
+    std::fprintf(out, "; %llu finished by the run in %s (not sent again)", static_cast<unsigned long long>(skipped),
+                 results.c_str());
+  std::fprintf(out, ".\n");
+  // The least time the limits allow (bursts aside): the token's budget, or the
+  // busiest account's.
+  const auto& rl = o.cfg.rate_limit;
+  double least_s = rl.requests_per_second > 0 ? static_cast<double>(would_send) / rl.requests_per_second : 0;
+  if (rl.per_account_requests_per_second > 0)
+    for (const auto& [account, n] : accounts)
+      least_s = std::max(least_s, static_cast<double>(n) / rl.per_account_requests_per_second);
+  if (would_send > 0 && least_s > 0)
+    std::fprintf(out, "At the configured limits (%g requests/s for the token, %g per account) that takes at least %s.\n",
+                 rl.requests_per_second, rl.per_account_requests_per_second, format_duration(least_s).c_str());
+  std::fprintf(out, "Nothing was sent and no file was written.\n");
+  return invalid == 0 ? 0 : 2;
 }
 
 }  // namespace orgpatch

@@ -3,6 +3,7 @@
 #include "orgpatch/daemon.hpp"
 #include "orgpatch/sources/redis_source.hpp"
 #include "orgpatch/engine.hpp"
+#include "orgpatch/progress.hpp"
 #include "orgpatch/request.hpp"
 #include "orgpatch/sources/file_source.hpp"
 
@@ -115,7 +116,9 @@ void setup_logging(const std::string& level, bool service = false) {
     logger = std::make_shared<spdlog::logger>("orgpatchd", std::make_shared<spdlog::sinks::systemd_sink_st>());
     logger->set_pattern("%v");
   } else {
-    logger = spdlog::stderr_color_mt("orgpatchd");
+    // Log lines first take a progress line off the terminal (run on a terminal).
+    logger = std::make_shared<spdlog::logger>(
+        "orgpatchd", progress_terminal::wrap_log_sink(std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
     logger->set_pattern(service ? "[%Y-%m-%d %H:%M:%S.%e] %^%l%$: %v" : "%^%l%$: %v");
   }
   logger->set_level(spdlog::level::from_str(level));
@@ -124,7 +127,7 @@ void setup_logging(const std::string& level, bool service = false) {
 
 int cmd_run(std::vector<std::string> args) {
   std::optional<std::string> input, config_file, token_file, summary_json;
-  bool quiet = false, resume = false, force = false;
+  bool quiet = false, resume = false, force = false, dry = false;
   struct overrides {
     std::optional<std::string> results, dead_letter, base_url, ca_file;
     std::optional<unsigned> connections;
@@ -152,7 +155,7 @@ int cmd_run(std::vector<std::string> args) {
       throw usage_error("--metrics-listen: not available yet (metrics come in a later release)");
     } else if (a == "--resume") resume = true;
     else if (a == "--force") force = true;
-    else if (a == "--dry-run") throw usage_error("--dry-run: not available yet");
+    else if (a == "--dry-run") dry = true;
     else if (a == "--token" || a.rfind("--token=", 0) == 0)
       throw usage_error("the token is never taken on the command line (other users can read it): use --token-file");
     else if (a == "--help" || a == "-h") {
@@ -178,7 +181,19 @@ int cmd_run(std::vector<std::string> args) {
   if (!cfg.tls.verify) spdlog::warn("tls.verify is false: the server's certificate is NOT checked");
 
   if (resume && force) throw usage_error("--resume and --force contradict each other");
+  if (dry) {
+    // The token is not needed to show what would go out, but a real run needs one.
+    try {
+      if (auto why = check_token(load_token(token_file, cfg)); !why.empty())
+        std::printf("note: a real run could not start: %s\n\n", why.c_str());
+    } catch (const std::exception& e) {
+      std::printf("note: a real run could not start: %s\n\n", e.what());
+    }
+    std::fflush(stdout);
+    return dry_run(run_options{*input, cfg, {}, false, resume, force}, stdout);
+  }
   run_options options{*input, cfg, load_token(token_file, cfg), true, resume, force};
+  options.progress = !quiet && progress_terminal::usable(STDERR_FILENO);
   run_report report = run_batch(options);
   if (!report.fatal_error.empty()) {
     spdlog::error("{}", report.fatal_error);

@@ -7,6 +7,7 @@
 #include "orgpatch/config.hpp"
 #include "orgpatch/metrics.hpp"
 
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -27,6 +28,7 @@ struct run_options {
   bool handle_signals = true;  ///< SIGINT/SIGTERM stop the run gracefully; SIGHUP reopens the outputs
   bool resume = false;         ///< --resume: a results file to continue must exist
   bool force = false;          ///< --force: start a new run, moving old outputs aside
+  bool progress = false;       ///< draw the progress line on standard error (a terminal)
 };
 
 /// What a run is doing at this moment, for the progress line and /metrics.
@@ -106,5 +108,15 @@ class run_session {
 /// unreadable input, an output path equal to the input, a refused token, a TLS
 /// verification failure) give exit code 1 and `fatal_error`; it never throws.
 run_report run_batch(const run_options& options);
+
+/// `run --dry-run`: everything but sending. Checks the config, reads and checks
+/// every line, builds every request, and prints to `out` each broken line
+/// (`FILE:LINE: field: message`), the first `show` requests as they would go
+/// out (method, URL, headers with the token redacted, body), and what a run
+/// would send. Jobs that the results file of an earlier run of the same input
+/// finished are skipped, as a run would. Sends nothing, writes no file, never
+/// reads `options.token`. Returns 0 when every line is valid, else 2; throws
+/// std::runtime_error (or config_error) when the input or config cannot be used.
+int dry_run(const run_options& options, std::FILE* out, std::size_t show = 3);
 
 }  // namespace orgpatch

@@ -1,6 +1,5 @@
 // orgpatchd as a user runs it: the binary, its flags, exit statuses and output.
-#include "emulator/cert.hpp"
-#include "emulator/server.hpp"
+#include "support/cli.hpp"
 #include "support/process.hpp"
 #include "support/test_util.hpp"
 
@@ -17,31 +16,9 @@ using test::run_process;
 using test::temp_dir;
 using test::write_file;
 
-constexpr const char* k_token = "cli-token-do-not-leak-7f3a";
-
-struct cli_emulator {
-  explicit cli_emulator(const temp_dir& dir) {
-    auto paths = emulator::write_self_signed_cert(dir.path() / "cert");
-    ca_file = paths.cert.string();
-    emulator::server_options o;
-    o.port = 0;
-    o.cert_file = paths.cert.string();
-    o.key_file = paths.key.string();
-    o.api.token = k_token;
-    server = std::make_unique<emulator::server>(o);
-    server->start();
-    token_file = dir.file("token");
-    write_file(token_file, std::string(k_token) + "\n");
-    std::filesystem::permissions(token_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  }
-  std::string ca_file, token_file;
-  std::unique_ptr<emulator::server> server;
-};
-
-std::vector<std::string> run_args(const cli_emulator& e, const std::string& input) {
-  return {"run", input, "--base-url", e.server->base_url(), "--ca-file", e.ca_file, "--token-file", e.token_file,
-          "--rate", "0", "--account-rate", "0", "--connections", "4"};
-}
+using test::cli_emulator;
+using test::k_cli_token;
+using test::run_args;
 
 TEST(CliTest, RunPrintsASummaryAndExitsZeroWhenAllOk) {
   temp_dir dir;
@@ -92,7 +69,7 @@ TEST(CliTest, TokenFromTheEnvironment) {
   write_file(dir.file("u.jsonl"), test::generate_jobs(3, 1)[0].line + "\n");
   auto args = run_args(emu, dir.file("u.jsonl"));
   args.erase(args.begin() + 6, args.begin() + 8);  // no --token-file
-  const auto r = run_process(ORGPATCHD_BINARY, args, {{"TRUTO_API_TOKEN", k_token}});
+  const auto r = run_process(ORGPATCHD_BINARY, args, {{"TRUTO_API_TOKEN", k_cli_token}});
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
@@ -105,7 +82,7 @@ TEST(CliTest, UsageErrorsAreClearAndExitOne) {
       {{"run"}, "which job file"},
       {{"run", "x.jsonl", "--token", "abc"}, "never taken on the command line"},
       {{"run", "x.jsonl", "--resume", "--force"}, "contradict"},
-      {{"run", "x.jsonl", "--dry-run"}, "not available yet"},
+      {{"run", "x.jsonl", "--summary-json"}, "--summary-json: needs a value"},
       {{"run", "x.jsonl", "--connections", "0"}, "--connections"},
       {{"run", "x.jsonl", "--rate", "fast"}, "--rate"},
       {{"run", "x.jsonl", "--bogus"}, "--bogus: unknown option"},

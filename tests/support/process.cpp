@@ -3,10 +3,13 @@
 #include "support/test_util.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <stdexcept>
 
@@ -125,6 +128,64 @@ process_result run_process(const std::string& program, const std::vector<std::st
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   r.out = read_file(out);
   r.err = read_file(err);
+  return r;
+}
+
+process_result run_process_on_terminal(const std::string& program, const std::vector<std::string>& args,
+                                       const std::map<std::string, std::string>& env) {
+  temp_dir dir;
+  const std::string out = dir.file("out");
+  int master = -1, slave = -1;
+  winsize ws{};
+  ws.ws_row = 50;
+  ws.ws_col = 200;
+  if (::openpty(&master, &slave, nullptr, nullptr, &ws) != 0) throw std::runtime_error("openpty failed");
+  ::fcntl(master, F_SETFD, FD_CLOEXEC);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_adddup2(&actions, slave, 2);
+  posix_spawn_file_actions_addclose(&actions, slave);
+
+  std::vector<std::string> argv_s{program};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  auto with_term = env;
+  with_term.emplace("TERM", "xterm");
+  auto env_s = environment_with(with_term);
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(slave);  // the child's copy is the only one left: reading ends with EIO when it exits
+  if (rc != 0) {
+    ::close(master);
+    throw std::runtime_error("cannot start " + program);
+  }
+  // Read while it runs, so that a full terminal buffer never blocks it.
+  process_result r;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(master, buf, sizeof buf);
+    if (n > 0) {
+      r.err.append(buf, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;  // EIO: the child and every copy of the terminal are gone
+  }
+  ::close(master);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+  }
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_file(out);
   return r;
 }
 

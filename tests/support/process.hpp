@@ -18,6 +18,11 @@ struct process_result {
 process_result run_process(const std::string& program, const std::vector<std::string>& args,
                            const std::map<std::string, std::string>& env = {});
 
+/// As `run_process`, but with standard error on a pseudo-terminal (200 columns,
+/// TERM=xterm): `err` is everything the program wrote to it, controls included.
+process_result run_process_on_terminal(const std::string& program, const std::vector<std::string>& args,
+                                       const std::map<std::string, std::string>& env = {});
+
 /// A program running in the background with a pipe to its standard input;
 /// standard output and error go to files. Killed (SIGKILL) if still running when
 /// destroyed.
