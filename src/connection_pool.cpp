@@ -189,7 +189,7 @@ class connection {
           // Nothing more to parse: wait for the socket (unless what waits is
           // already more than any header or chunk line may be).
           if (!make_room(raw_, raw_begin_, raw_end_)) {
-            result = failure(http::error::header_limit, true, "reading the response");
+            result = failure(too_long(), true, "reading the response");
             break;
           }
           auto [rec, n] = co_await socket_.async_read_some(net::buffer(raw_.data() + raw_end_, raw_.size() - raw_end_));
@@ -243,7 +243,7 @@ class connection {
       if (text_begin_ == text_end_) text_begin_ = text_end_ = 0;
       if (reader_.status() != http_reader::state::need_more) return feed_result::progress;
       if (!make_room(text_, text_begin_, text_end_)) {
-        tls_error_ = http::error::header_limit;
+        tls_error_ = too_long();
         return feed_result::tls_error;
       }
       clear_ssl_errors();
@@ -467,6 +467,11 @@ class connection {
     if (!pool_.watching) pool_.watch();
   }
 
+  // What waits unparsed outgrew the buffer: a header line, or a chunk line.
+  error_code too_long() const {
+    return reader_.header_done() ? http::error::body_limit : http::error::header_limit;
+  }
+
   exchange_error failure(error_code ec, bool started, std::string_view step) {
     const auto& origin = pool_.params.target.origin;
     // Closed or reset by the server: on a reused connection before any byte of
@@ -475,7 +480,9 @@ class connection {
                              ec == net::error::connection_reset || ec == net::error::broken_pipe ||
                              ec == ssl::error::stream_truncated;
     if (timed_out_) ec = errc::request_timeout;
-    else if (ec == http::error::body_limit || ec == http::error::header_limit || ec == http::error::buffer_overflow)
+    else if (ec == http::error::header_limit)
+      ec = errc::response_header_too_large;
+    else if (ec == http::error::body_limit || ec == http::error::buffer_overflow)
       ec = errc::response_too_large;
     else if (peer_closed || ec == http::error::partial_message)
       ec = started ? error_code(errc::response_truncated) : ec;

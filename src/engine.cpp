@@ -523,6 +523,8 @@ class batch {
     if (err) {
       conn.reset();
       report_.metrics.request_done(0, latency_ms);
+      spdlog::debug("job {} (line {}) attempt {}: {} after {:.1f} ms", j.key, j.line, st.attempts, err->message,
+                    latency_ms);
       if (err->tls_verification) {
         stop_run(err->message);
         co_return;
@@ -537,6 +539,8 @@ class batch {
     const http_response& answer = conn->response();
     const unsigned status = answer.status;
     report_.metrics.request_done(status, latency_ms);
+    spdlog::debug("job {} (line {}) attempt {}: PATCH {} of account {}: HTTP {} in {:.1f} ms", j.key, j.line,
+                  st.attempts, j.id, j.integrated_account_id, status, latency_ms);
     // Parsed into one reused response_info: nothing below suspends, so no
     // other attempt can parse in between.
     parser_.parse(status, conn->response().body, info_);
@@ -544,6 +548,8 @@ class batch {
     note_rate_headers(j.integrated_account_id, answer, now);
     std::optional<std::chrono::milliseconds> retry_after;
     if (!answer.retry_after.empty()) retry_after = parse_retry_after(answer.retry_after, std::chrono::system_clock::now());
+    std::string location;  // of a redirect, for its message (rare: copied)
+    if (status >= 300 && status < 400) location = answer.location;
     conn.reset();
     switch (classify(status, info.remote)) {
       case verdict::ok:
@@ -555,7 +561,7 @@ class batch {
                              status, info.error, j.key, j.line, info.message.empty() ? "no message" : info.message));
         co_return;
       case verdict::failed:
-        finish(st, outcome::failed, status, latency_ms, "http", http_message(status, info), info.remote);
+        finish(st, outcome::failed, status, latency_ms, "http", http_message(status, info, location), info.remote);
         co_return;
       case verdict::rate_limited: {
         // A 429 costs no attempt and no retry budget: wait as told, send again.
@@ -616,9 +622,13 @@ class batch {
         account, std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(reset)), now);
   }
 
-  static std::string http_message(unsigned status, const response_info& info) {
+  static std::string http_message(unsigned status, const response_info& info, std::string_view location = {}) {
     if (!info.message.empty()) return info.message;
     if (!info.error.empty()) return info.error;
+    // Never followed: the token would go to wherever a server points.
+    if (status >= 300 && status < 400)
+      return fmt::format("HTTP {}: redirect{}{} not followed (check api.base_url)", status,
+                         location.empty() ? "" : " to ", location);
     return fmt::format("HTTP {}", status);
   }
 

@@ -18,6 +18,7 @@ class category final : public boost::system::error_category {
       case errc::tls_verification_failed: return "TLS certificate verification failed";
       case errc::auth_failed: return "the API token was refused";
       case errc::stopped: return "stopped";
+      case errc::response_header_too_large: return "response header too large (over 64 KiB or 200 fields)";
     }
     return "unknown orgpatch error";
   }

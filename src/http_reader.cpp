@@ -33,8 +33,15 @@ class parser final : public http::basic_parser<false> {
   }
 
   void on_field_impl(http::field name, boost::beast::string_view name_string, boost::beast::string_view value,
-                     error_code&) override {
+                     error_code& ec) override {
+    // The byte limit alone would let tens of thousands of tiny fields through.
+    if (++fields_ > http_reader::k_max_fields) {
+      ec = http::error::header_limit;
+      return;
+    }
     if (name == http::field::retry_after) out_.retry_after.assign(value.data(), value.size());
+    else if (name == http::field::location)
+      out_.location.assign(value.data(), std::min<std::size_t>(value.size(), 512));
     else if (name != http::field::unknown) return;
     else if (boost::beast::iequals(name_string, "ratelimit-remaining"))
       out_.ratelimit_remaining.assign(value.data(), value.size());
@@ -70,6 +77,7 @@ class parser final : public http::basic_parser<false> {
 
   http_response& out_;
   std::size_t padding_;
+  unsigned fields_ = 0;
 };
 
 }  // namespace
@@ -91,6 +99,7 @@ struct http_reader::impl {
     out->retry_after.clear();
     out->ratelimit_remaining.clear();
     out->ratelimit_reset.clear();
+    out->location.clear();
     out->chunked = false;
     out->keep_alive = true;
     p.emplace(*out, max_body, max_header, padding);
@@ -112,6 +121,8 @@ void http_reader::start(http_response& out) {
 }
 
 bool http_reader::got_some() const noexcept { return impl_->got_some; }
+
+bool http_reader::header_done() const noexcept { return impl_->p && impl_->p->is_header_done(); }
 
 std::size_t http_reader::put(std::string_view data) {
   auto& s = *impl_;

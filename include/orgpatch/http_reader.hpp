@@ -23,6 +23,7 @@ struct http_response {
   std::string retry_after;          ///< Retry-After, empty when absent
   std::string ratelimit_remaining;  ///< ratelimit-remaining
   std::string ratelimit_reset;      ///< ratelimit-reset
+  std::string location;             ///< Location (of a redirect), its first 512 bytes
   bool chunked = false;
   bool keep_alive = true;
 };
@@ -30,9 +31,11 @@ struct http_response {
 class http_reader {
  public:
   enum class state { need_more, done, failed };
+  static constexpr unsigned k_max_fields = 200;
 
   /// `max_body`: http.max_response_bytes; `max_header`: the status line and
-  /// fields together; `body_padding`: spare capacity kept past the body.
+  /// fields together; `body_padding`: spare capacity kept past the body. More
+  /// than `k_max_fields` header fields fail as header_limit too.
   http_reader(std::size_t max_body, std::size_t max_header, std::size_t body_padding);
   ~http_reader();
   http_reader(const http_reader&) = delete;
@@ -58,6 +61,9 @@ class http_reader {
   /// Some bytes of an answer (a skipped 1xx included) have been used: the
   /// server took the request up.
   bool got_some() const noexcept;
+  /// The status line and header fields of the final answer have been read
+  /// (what follows is body or chunk framing).
+  bool header_done() const noexcept;
 
  private:
   struct impl;

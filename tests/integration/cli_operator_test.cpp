@@ -213,5 +213,64 @@ TEST(OperatorTest, DryRunAfterAnInterruptedRunShowsOnlyWhatIsLeftWithItsKeys) {
   EXPECT_NE(w.out.find("Idempotency-Key: <derived from the new run's id and key \"1\">"), std::string::npos) << w.out;
 }
 
+// Every file orgpatchd wrote in `dir` plus what it printed.
+std::string everything_written(const temp_dir& dir, const test::process_result& r) {
+  std::string all = r.out + r.err;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path()))
+    if (entry.is_regular_file() && entry.path().filename() != "token" && entry.path().filename() != "other")
+      all += test::read_file(entry.path().string());
+  return all;
+}
+
+TEST(OperatorTest, TheTokenIsInNoOutputAtDebugLevel) {
+  temp_dir dir;
+  cli_emulator emu(dir);
+  write_file(dir.file("debug.yaml"), "log: {level: debug}\n");
+  write_file(dir.file("u.jsonl"), jobs_text(20, 2) + "{\"id\":\"x\"}\n");
+
+  // Refused (401): the run stops; the wrong token is in nothing it wrote.
+  const std::string other = "other-token-also-secret-91";
+  write_file(dir.file("other"), other + "\n");
+  std::filesystem::permissions(dir.file("other"), std::filesystem::perms::owner_read);
+  auto args = run_args(emu, dir.file("u.jsonl"));
+  args[7] = dir.file("other");  // the --token-file value
+  args.insert(args.end(), {"--config", dir.file("debug.yaml"), "--summary-json", dir.file("s1.json")});
+  auto r = run_process(ORGPATCHD_BINARY, args);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("401"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("debug: job 1 (line 1) attempt 1"), std::string::npos) << r.err;  // debug lines were written
+  EXPECT_EQ(everything_written(dir, r).find(other), std::string::npos);
+
+  // Accepted, with a failed and an invalid job: results, dead letters, summary.
+  args = run_args(emu, dir.file("u.jsonl"));
+  args.insert(args.end(), {"--config", dir.file("debug.yaml"), "--summary-json", dir.file("s2.json"), "--force"});
+  r = run_process(ORGPATCHD_BINARY, args);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(dir.file("u.failed.jsonl")));
+  EXPECT_EQ(everything_written(dir, r).find(k_cli_token), std::string::npos);
+
+  // A dry run at debug level, the token from the environment.
+  args = run_args(emu, dir.file("u.jsonl"));
+  args.erase(args.begin() + 6, args.begin() + 8);  // no --token-file
+  args.insert(args.end(), {"--config", dir.file("debug.yaml"), "--dry-run", "--force"});
+  r = run_process(ORGPATCHD_BINARY, args, {{"TRUTO_API_TOKEN", k_cli_token}});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.out.find("Bearer <redacted>"), std::string::npos);
+  EXPECT_EQ((r.out + r.err).find(k_cli_token), std::string::npos);
+}
+
+TEST(OperatorTest, ATokenFileOthersCanReadIsWarnedAbout) {
+  temp_dir dir;
+  cli_emulator emu(dir);
+  write_file(dir.file("u.jsonl"), jobs_text(2, 1));
+  std::filesystem::permissions(emu.token_file, std::filesystem::perms::owner_read | std::filesystem::perms::group_read |
+                                                   std::filesystem::perms::others_read);
+  const auto r = run_process(ORGPATCHD_BINARY, run_args(emu, dir.file("u.jsonl")));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find(emu.token_file + ": the token file is readable by other users; chmod 600 it"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find(k_cli_token), std::string::npos);
+}
+
 }  // namespace
 }  // namespace orgpatch

@@ -11,6 +11,7 @@ struct process_result {
   int exit_code = -1;  ///< the exit status, or 128 + signal
   std::string out;
   std::string err;
+  long max_rss_kb = 0;  ///< the child's peak resident set (run_process only)
 };
 
 /// Runs `program` with `args` (no shell), standard input from /dev/null, with the
