@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <cstring>
+
 namespace orgpatch {
 namespace {
 
@@ -56,6 +59,19 @@ TEST(RequestTest, HostileIdStaysInItsSegment) {
   EXPECT_EQ(request_target(ep, j),
             "/unified/user-directory/organizations/..%2Fx%3Fy%23z%2F%25"
             "?integrated_account_id=62f44730-dd91-461e-bd6a-aedd9e0ad79d");
+}
+
+TEST(RequestTest, ControlNonAsciiAndSpaceAreEncodedInTheSegment) {
+  const endpoint ep = make_endpoint(api_config{});
+  job j = example_job();
+  j.query.clear();
+  j.id = "a b\x01\x7f\r\n\xc3\xa9@x.com:443\\~._-";
+  const std::string target = request_target(ep, j);
+  EXPECT_EQ(target.substr(0, target.find('?')),
+            "/unified/user-directory/organizations/a%20b%01%7F%0D%0A%C3%A9%40x.com%3A443%5C~._-");
+  // Nothing but unreserved characters and escapes: no second host, no CRLF in the request line.
+  for (char c : target.substr(0, target.find('?')))
+    EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)) || std::strchr("/%-._~", c)) << c;
 }
 
 TEST(RequestTest, WholeRequestBytes) {
