@@ -272,5 +272,26 @@ TEST(OperatorTest, ATokenFileOthersCanReadIsWarnedAbout) {
   EXPECT_EQ(r.err.find(k_cli_token), std::string::npos);
 }
 
+// Verification can be turned off only by its config key, and then every
+// start says so; with it on, the emulator's certificate needs its CA file.
+TEST(OperatorTest, VerificationOffTakesAConfigKeyAndWarnsAtEveryStart) {
+  temp_dir dir;
+  cli_emulator emu(dir);
+  write_file(dir.file("u.jsonl"), jobs_text(2, 1));
+  auto args = run_args(emu, dir.file("u.jsonl"));
+  args.erase(args.begin() + 4, args.begin() + 6);  // no --ca-file: the system's CAs do not know it
+  auto r = run_process(ORGPATCHD_BINARY, args);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("certificate verif"), std::string::npos) << r.err;
+
+  write_file(dir.file("off.yaml"), "tls: {verify: false}\n");
+  args.insert(args.end(), {"--config", dir.file("off.yaml"), "--force"});
+  for (int start = 0; start < 2; ++start) {
+    r = run_process(ORGPATCHD_BINARY, args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("tls.verify is false: the server's certificate is NOT checked"), std::string::npos) << r.err;
+  }
+}
+
 }  // namespace
 }  // namespace orgpatch

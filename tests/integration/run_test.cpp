@@ -5,6 +5,7 @@
 #include "support/test_util.hpp"
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
@@ -234,6 +235,53 @@ TEST(RunTest, WrongHostNameStopsTheRunSayingSo) {
       options_for(input2, "https://localhost:" + std::to_string(by_ip.server->port()), by_ip.ca_file));
   EXPECT_NE(err.find("hostname mismatch"), std::string::npos) << err;
   EXPECT_EQ(by_ip.server->stats_snapshot(false).requests, 0u);
+}
+
+// A server that offers TLS 1.1 at most (and, for that, OpenSSL's security
+// level 0): orgpatchd, TLS 1.2 at least, never completes a handshake with it.
+TEST(RunTest, AServerBelowTls12IsRefused) {
+  temp_dir dir;
+  auto cert = emu::write_self_signed_cert(dir.path() / "cert");
+  namespace ssl = boost::asio::ssl;
+  boost::asio::io_context io;
+  ssl::context ctx(ssl::context::tls_server);
+  SSL_CTX_set_security_level(ctx.native_handle(), 0);
+  SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_VERSION);
+  SSL_CTX_set_max_proto_version(ctx.native_handle(), TLS1_1_VERSION);
+  ctx.use_certificate_chain_file(cert.cert.string());
+  ctx.use_private_key_file(cert.key.string(), ssl::context::pem);
+  boost::asio::ip::tcp::acceptor acceptor(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  std::atomic<unsigned> handshakes{0}, completed{0};
+  std::thread server([&] {
+    // Two attempts, one connection each.
+    for (int i = 0; i < 2; ++i) {
+      ssl::stream<boost::asio::ip::tcp::socket> stream(io, ctx);
+      boost::system::error_code ec;
+      acceptor.accept(stream.next_layer(), ec);
+      if (ec) return;
+      ++handshakes;
+      stream.handshake(ssl::stream_base::server, ec);
+      if (!ec) ++completed;
+    }
+  });
+  const std::string input = dir.file("j.jsonl");
+  write_file(input, test::generate_jobs(1, 1)[0].line + "\n");
+  run_options o = options_for(input, "https://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()),
+                              cert.cert.string(), 1);
+  o.cfg.retry.max_attempts = 2;
+  o.cfg.retry.base_delay_ms = 1;
+  o.cfg.retry.max_delay_ms = 1;
+  const run_report report = run_batch(o);
+  server.join();
+  EXPECT_EQ(handshakes.load(), 2u);
+  EXPECT_EQ(completed.load(), 0u);
+  EXPECT_EQ(report.metrics.ok(), 0u);
+  const auto lines = read_lines(dir.file("j.results.jsonl"));
+  ASSERT_EQ(lines.size(), 2u);
+  const auto r = parse_object(lines[1]);
+  EXPECT_EQ(r.at("outcome").as_string(), "exhausted");
+  const std::string message(r.at("error").at("message").as_string());
+  EXPECT_NE(message.find("protocol"), std::string::npos) << message;
 }
 
 TEST(RunTest, RefusedTokenStopsTheRunWithoutFailingEveryJob) {
