@@ -106,7 +106,11 @@ config load_config(const std::string& path);
 /// config_error naming the key.
 void validate_config(const config& c);
 
-/// Every dotted key the loader understands, in file order (for documentation checks).
+/// Every dotted key load_config reads (e.g. "rate_limit.per_account_burst",
+/// "serve.redis.claim_idle_ms"; a mapping read whole, like "api.default_query",
+/// is one key), in the order of config/orgpatchd.yaml. Built from the loader's
+/// own table, so it cannot drift from what is read; the tests check the example
+/// config and the README against it. Thread-safe.
 std::vector<std::string> config_keys();
 
 struct config_error : std::runtime_error {

@@ -1,10 +1,14 @@
 #include "orgpatch/config.hpp"
 
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <string>
+#include <vector>
 
 namespace orgpatch {
 namespace {
@@ -115,17 +119,72 @@ TEST(ConfigTest, ExampleConfigLoadsAndHoldsEveryKeyWithItsDefault) {
   const config c = load_config(path);
   const config d;
   EXPECT_EQ(c.api.base_url, d.api.base_url);
+  EXPECT_EQ(c.api.unified_model, d.api.unified_model);
+  EXPECT_EQ(c.api.resource, d.api.resource);
+  EXPECT_EQ(c.api.token_file, d.api.token_file);
+  EXPECT_EQ(c.api.default_integrated_account_id, d.api.default_integrated_account_id);
+  EXPECT_EQ(c.api.default_query, d.api.default_query);
+  EXPECT_EQ(c.api.allow_http, d.api.allow_http);
+  EXPECT_EQ(c.input.max_line_bytes, d.input.max_line_bytes);
+  EXPECT_EQ(c.tls.verify, d.tls.verify);
+  EXPECT_EQ(c.tls.ca_file, d.tls.ca_file);
   EXPECT_EQ(c.http.connections, d.http.connections);
+  EXPECT_EQ(c.http.connect_timeout_ms, d.http.connect_timeout_ms);
+  EXPECT_EQ(c.http.request_timeout_ms, d.http.request_timeout_ms);
+  EXPECT_EQ(c.http.max_response_bytes, d.http.max_response_bytes);
+  EXPECT_DOUBLE_EQ(c.rate_limit.requests_per_second, d.rate_limit.requests_per_second);
+  EXPECT_DOUBLE_EQ(c.rate_limit.burst, d.rate_limit.burst);
   EXPECT_DOUBLE_EQ(c.rate_limit.per_account_requests_per_second, d.rate_limit.per_account_requests_per_second);
+  EXPECT_DOUBLE_EQ(c.rate_limit.per_account_burst, d.rate_limit.per_account_burst);
+  EXPECT_EQ(c.rate_limit.adaptive, d.rate_limit.adaptive);
+  EXPECT_EQ(c.retry.max_attempts, d.retry.max_attempts);
+  EXPECT_EQ(c.retry.base_delay_ms, d.retry.base_delay_ms);
   EXPECT_EQ(c.retry.max_delay_ms, d.retry.max_delay_ms);
+  EXPECT_EQ(c.retry.job_deadline_s, d.retry.job_deadline_s);
+  EXPECT_DOUBLE_EQ(c.retry.budget_percent, d.retry.budget_percent);
+  EXPECT_EQ(c.output.results, d.output.results);
+  EXPECT_EQ(c.output.dead_letter, d.output.dead_letter);
+  EXPECT_EQ(c.output.fsync, d.output.fsync);
+  EXPECT_EQ(c.log.level, d.log.level);
+  EXPECT_EQ(c.shutdown_grace_s, d.shutdown_grace_s);
+  EXPECT_EQ(c.serve.spool_dir, d.serve.spool_dir);
+  EXPECT_EQ(c.serve.metrics_listen, d.serve.metrics_listen);
+  EXPECT_EQ(c.serve.redis.url, d.serve.redis.url);
   EXPECT_EQ(c.serve.redis.stream, d.serve.redis.stream);
-  // Every key the loader reads is written out in the example.
-  std::ifstream in(path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  for (const auto& key : config_keys()) {
-    const std::string leaf = key.substr(key.rfind('.') + 1);
-    EXPECT_NE(text.find(leaf + ":"), std::string::npos) << key;
+  EXPECT_EQ(c.serve.redis.group, d.serve.redis.group);
+  EXPECT_EQ(c.serve.redis.consumer, d.serve.redis.consumer);
+  EXPECT_EQ(c.serve.redis.max_deliveries, d.serve.redis.max_deliveries);
+  EXPECT_EQ(c.serve.redis.claim_idle_ms, d.serve.redis.claim_idle_ms);
+  EXPECT_EQ(c.serve.redis.dead_letter_stream, d.serve.redis.dead_letter_stream);
+  EXPECT_EQ(c.serve.redis.results_stream, d.serve.redis.results_stream);
+}
+
+// The dotted keys of a YAML file: a scalar, a sequence, a null or an empty
+// mapping is a leaf, and so is a mapping at a key the loader reads whole
+// (api.default_query); any other mapping is a section to descend into.
+void flatten(const YAML::Node& map, const std::string& prefix, const std::set<std::string>& whole,
+             std::vector<std::string>& out) {
+  for (const auto& kv : map) {
+    const std::string name = prefix + kv.first.Scalar();
+    if (kv.second.IsMap() && kv.second.size() > 0 && !whole.count(name)) flatten(kv.second, name + ".", whole, out);
+    else out.push_back(name);
   }
+}
+
+// Every key the loader reads is written out in the example config, and the
+// example holds no other: it cannot drift from the code either way.
+TEST(ConfigTest, ExampleConfigHoldsExactlyTheKeysTheLoaderReads) {
+  const auto path = std::filesystem::path(ORGPATCH_SOURCE_DIR) / "config" / "orgpatchd.yaml";
+  const auto keys = config_keys();
+  ASSERT_GT(keys.size(), 30u);  // the table, not an empty list
+  const std::set<std::string> known(keys.begin(), keys.end());
+  EXPECT_EQ(known.size(), keys.size()) << "config_keys() repeats a key";
+  std::vector<std::string> found;
+  flatten(YAML::LoadFile(path.string()), "", known, found);
+  const std::set<std::string> in_example(found.begin(), found.end());
+  EXPECT_EQ(in_example.size(), found.size()) << path << " repeats a key";
+  for (const auto& key : keys) EXPECT_TRUE(in_example.count(key)) << key << ": missing from " << path;
+  for (const auto& key : found) EXPECT_TRUE(known.count(key)) << key << ": in " << path << " but not read by the loader";
 }
 
 }  // namespace
