@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <csignal>
 #include <cstdio>
@@ -28,40 +29,164 @@ namespace {
 using namespace orgpatch;
 
 constexpr const char* k_usage = R"(orgpatchd — apply bulk updates to organizations through Truto's Unified API
+(PATCH /unified/user-directory/organizations/{id}), as fast as the API's rate limits allow,
+never over them, with one result line per job and safe resumption after a crash.
 
 usage:
-  orgpatchd run FILE|- [options]   run a job file (JSON Lines), print a summary
-  orgpatchd validate FILE|-        check every line of a job file without sending
-  orgpatchd serve [--config F]     run as a service: job files dropped into the spool
-                                   directory (serve.spool_dir) are run, then moved to done/
-  orgpatchd submit FILE [--config F]   queue a job file into the service's spool
+  orgpatchd validate FILE|-            check every line of a job file; sends nothing
+  orgpatchd run FILE|- [options]       run a job file (JSON Lines), print a summary
+  orgpatchd serve [options]            run as a service: job files from the spool directory
+                                       and, when configured, jobs from a Redis stream
+  orgpatchd submit FILE [--config F]   queue a job file for the service
+  orgpatchd COMMAND --help             that command's options in detail
   orgpatchd --version | --help
 
-run options:
-  --config F          YAML config (see config/orgpatchd.yaml); flags override it
-  --results F         results log (default: FILE named .results.jsonl)
-  --dead-letter F     jobs not ok, ready to run again (default: FILE named .failed.jsonl)
-  --base-url URL      API origin (default https://api.truto.one)
-  --token-file F      file holding the API token (else api.token_file, $TRUTO_API_TOKEN,
-                      or the systemd credential truto-token); never on the command line
-  --ca-file F         trust this CA bundle instead of the system's
-  --connections N     keep-alive connections and concurrent requests (default 32)
-  --rate R            requests per second for the token (default 45; 0 = unlimited)
-  --account-rate R    requests per second per integrated account (default 4.5; 0 = unlimited)
-  --quiet             no summary on standard output
-  --summary-json F    write the summary as JSON to F
-  --resume            continue the run in the results file (also the default when it
-                      exists and the input has not changed); an error when there is none
-  --force             start a new run even though a results file exists (it and the
-                      dead-letter file are renamed aside with a timestamp)
-  --dry-run, --metrics-listen HOST:PORT   not available yet
+first run against the real API:
+  install -m 600 /dev/stdin ~/.truto-token       # paste the token, then Ctrl-D
+  orgpatchd validate updates.jsonl
+  orgpatchd run updates.jsonl --token-file ~/.truto-token --dry-run
+  orgpatchd run updates.jsonl --token-file ~/.truto-token
+  → updates.results.jsonl (one line per job), updates.failed.jsonl (jobs not ok, to run again)
 
-Run the same command again after a crash or Ctrl-C: finished jobs are not sent again,
-and every request of a job carries the same Idempotency-Key. SIGHUP reopens the output
-files (logrotate).
+a job line (JSON Lines, one object per line):
+  {"id":"<organization id>","integrated_account_id":"<uuid>","body":{"name":"Acme EMEA"}}
+  optional: "query" (truto_response_format, truto_ignore_remote_data, truto_exclude_fields,
+  remote_query), "key" (the job's identity), "idempotency_key"
 
-exit status: 0 every job ok; 2 some jobs not ok; 1 could not run; 130/143 stopped by a signal
+token: --token-file F, api.token_file, the TRUTO_API_TOKEN environment variable or the
+systemd credential truto-token — never on the command line.
+config: YAML, every key with its default and meaning in config/orgpatchd.yaml
+(installed as /etc/orgpatchd/orgpatchd.yaml); flags override it.
+
+exit status of run: 0 every job ok; 2 finished, some jobs not ok; 1 could not run (config,
+token, TLS, unreadable input, or the API refused the token with 401/403);
+130/143 stopped by SIGINT/SIGTERM (run the same command again to continue)
 )";
+
+constexpr const char* k_run_help = R"(usage: orgpatchd run FILE|- [options]
+
+Reads the job file FILE (or standard input for -), one JSON object per line, validates
+every line, sends each valid one as a PATCH with a deterministic Idempotency-Key, and writes
+one line per job to the results log. Jobs not ok also go to the dead-letter file, as given
+(with "key" and "idempotency_key" added when absent), so `orgpatchd run FILE.failed.jsonl`
+retries exactly those. Prints a summary on standard output at the end.
+
+options:
+  --config F          YAML config (see config/orgpatchd.yaml); these flags override it
+  --token-file F      file holding the API token (mode 600); else api.token_file,
+                      $TRUTO_API_TOKEN, or the systemd credential truto-token.
+                      The token is never taken on the command line.
+  --base-url URL      API origin (api.base_url, default https://api.truto.one)
+  --ca-file F         trust this PEM CA bundle instead of the system's (tls.ca_file)
+  --results F         results log (output.results; default: FILE without its .jsonl,
+                      .ndjson or .json, plus .results.jsonl; stdin.results.jsonl for -)
+  --dead-letter F     jobs not ok, ready to run again (output.dead_letter; default:
+                      the same with .failed.jsonl, e.g. updates.failed.jsonl)
+  --connections N     keep-alive connections = requests in flight (http.connections,
+                      default 32, 1 to 4096)
+  --rate R            requests per second for the API token
+                      (rate_limit.requests_per_second, default 45; 0 = unlimited)
+  --account-rate R    requests per second per integrated account
+                      (rate_limit.per_account_requests_per_second, default 4.5; 0 = unlimited)
+  --dry-run           read and validate every line and build every request, but send
+                      nothing and write no file; prints the first 3 requests as they
+                      would go out (method, URL, headers with the token shown as
+                      "Bearer <redacted>", body) and each invalid line, then the jobs that
+                      would be sent, to how many accounts, and the least time the limits
+                      allow. Needs no token. Exit 0 when every line is valid, else 2.
+  --resume            continue the run in the results log (also what happens by default
+                      when it exists and the input is unchanged); an error when there is none
+  --force             start a new run although a results log exists (it and the dead-letter
+                      file are renamed aside with a timestamp); needed when the input changed
+  --quiet             no summary on standard output and no progress line
+  --summary-json F    also write the summary as JSON to F
+  --metrics-listen HOST:PORT
+                      serve Prometheus metrics (text format) at http://HOST:PORT/metrics
+                      while the run lasts, e.g. 127.0.0.1:9464
+
+progress: when standard error is a terminal (and without --quiet), a line there shows jobs
+done/total (the total is counted ahead for a regular file), requests/s, ETA, ok/failed/
+retrying and throttled accounts, redrawn at most 10 times a second.
+
+The default limits (45/s with a burst of 50 per token, 4.5/s with a burst of 5 per account)
+keep within Truto's 500 requests / 10 s per token and 50 / 10 s per integrated account.
+429s pause and slow the account (or everything, for the token's limit) and cost no attempt;
+500/502/504, timeouts and transport errors are retried with backoff (retry.*).
+
+Crash, kill or Ctrl-C: run the same command again. Jobs that already have a line are not
+sent again; those in flight may be, with the same Idempotency-Key, so the API applies each
+at most once. SIGINT/SIGTERM let requests in flight finish (shutdown_grace_s; a second
+signal stops at once). SIGHUP reopens the results and dead-letter files (logrotate).
+
+exit status: 0 every job ok; 2 finished, some jobs not ok (see the dead-letter file);
+1 could not run (config, token, TLS setup or verification, unreadable input, or the API
+answered 401/403 for the token itself — the run stops at once and can be resumed);
+130/143 stopped by SIGINT/SIGTERM (resumable)
+
+examples:
+  orgpatchd run updates.jsonl --token-file ~/.truto-token --dry-run
+  orgpatchd run updates.jsonl --token-file ~/.truto-token
+  orgpatchd run updates.failed.jsonl --token-file ~/.truto-token   # retry what was not ok
+  scripts/generate-jobs.sh 1000 10 | orgpatchd run - --config my.yaml   # stdin: no resume
+)";
+
+constexpr const char* k_validate_help = R"(usage: orgpatchd validate FILE|- [--config F]
+
+Checks every line of a job file by the rules `run` applies, sends nothing and needs no
+token. Prints FILE:LINE: field: message for each broken line, then
+"N jobs, V valid, I invalid".
+
+options:
+  --config F    YAML config: api.default_integrated_account_id, api.default_query and
+                input.max_line_bytes change what is valid
+
+exit status: 0 every line valid; 2 some lines invalid; 1 the file or config cannot be read
+)";
+
+constexpr const char* k_serve_help = R"(usage: orgpatchd serve [--config F] [--token-file F]
+
+Runs as a service (systemd Type=notify; see systemd/orgpatchd.service). Job files placed in
+serve.spool_dir/incoming/ (by `orgpatchd submit` or a copy by anyone in the orgpatchd group)
+are claimed into processing/, run, and moved to done/ with NAME.results.jsonl and
+NAME.failed.jsonl beside them; files a crash left in processing/ are resumed at start.
+With serve.redis.url set, jobs are also read from the Redis stream serve.redis.stream
+through the consumer group serve.redis.group, and the rate limits are shared through Redis
+by every instance. Prometheus metrics are served at http://<serve.metrics_listen>/metrics.
+
+options:
+  --config F        YAML config (the unit passes /etc/orgpatchd/orgpatchd.yaml)
+  --token-file F    file holding the API token; else api.token_file, $TRUTO_API_TOKEN,
+                    or the systemd credential truto-token (what the unit uses)
+
+signals: SIGTERM/SIGINT drain (shutdown_grace_s) and exit 0; SIGHUP (systemctl reload)
+reads the config again for the next files and reopens every results file.
+exit status: 0 stopped cleanly; 1 could not start (config, token, spool, TLS setup)
+)";
+
+constexpr const char* k_submit_help = R"(usage: orgpatchd submit FILE [--config F]
+
+Queues a job file for `orgpatchd serve`. Without serve.redis.url: copies FILE into
+serve.spool_dir/incoming/ under a hidden temporary name and renames it, so the service
+never sees half a file; prints "queued PATH". With serve.redis.url: checks every line first
+and, when all are valid, adds them to serve.redis.stream (one entry per job, field `job`),
+pipelined; prints "added N job(s) to STREAM". Needs no token.
+
+options:
+  --config F    the service's config (e.g. /etc/orgpatchd/orgpatchd.yaml), for
+                serve.spool_dir and serve.redis.*
+
+exit status: 0 queued; 2 some lines invalid (nothing was added to the stream);
+1 could not queue (config, unreadable file, spool or Redis unreachable)
+)";
+
+// The detailed help of a command, or nullptr for an unknown one.
+const char* command_help(const std::string& cmd) {
+  if (cmd == "run") return k_run_help;
+  if (cmd == "validate") return k_validate_help;
+  if (cmd == "serve") return k_serve_help;
+  if (cmd == "submit") return k_submit_help;
+  return nullptr;
+}
 
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -282,6 +407,10 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
+    if (args.size() == 2 && args[0] == "help" && command_help(args[1])) {
+      std::fputs(command_help(args[1]), stdout);
+      return 0;
+    }
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
       std::fputs(k_usage, args.empty() ? stderr : stdout);
       return args.empty() ? 1 : 0;
@@ -292,6 +421,12 @@ int main(int argc, char** argv) {
     }
     const std::string cmd = args[0];
     args.erase(args.begin());
+    // `orgpatchd COMMAND --help`: that command's own help, whatever else is given.
+    const auto asks_help = [](const std::string& a) { return a == "--help" || a == "-h"; };
+    if (const char* help = command_help(cmd); help && std::any_of(args.begin(), args.end(), asks_help)) {
+      std::fputs(help, stdout);
+      return 0;
+    }
     if (cmd == "run") return cmd_run(args);
     if (cmd == "validate") return cmd_validate(args);
     if (cmd == "serve") return cmd_serve(args);

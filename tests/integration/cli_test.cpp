@@ -5,8 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <chrono>
 #include <csignal>
+#include <regex>
+#include <set>
 #include <thread>
 
 namespace orgpatch {
@@ -189,6 +192,75 @@ TEST(CliTest, ABadRedisUrlIsAnErrorNamingTheKey) {
   EXPECT_NE(r.err.find("serve.redis.url"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("TLS (rediss://) is not supported"), std::string::npos) << r.err;
   EXPECT_EQ(emu.server->stats_snapshot(false).requests, 0u);
+}
+
+}  // namespace
+}  // namespace orgpatch
+
+namespace orgpatch {
+namespace {
+
+// The options the parser of `orgpatchd COMMAND` (cmd_COMMAND in src/main.cpp)
+// compares its arguments with, read from the source so that a new option
+// cannot be added without its help line. --token is there only to be refused.
+std::set<std::string> parsed_options(const std::string& command) {
+  const std::string src = test::read_file(std::string(ORGPATCH_SOURCE_DIR) + "/src/main.cpp");
+  const auto begin = src.find("int cmd_" + command + "(");
+  const auto end = src.find("\n}\n", begin);
+  if (begin == std::string::npos || end == std::string::npos) return {};
+  const std::string body = src.substr(begin, end - begin);
+  static const std::regex option(R"re(== "(--[a-z][a-z-]*)")re");
+  std::set<std::string> found;
+  for (auto it = std::sregex_iterator(body.begin(), body.end(), option); it != std::sregex_iterator(); ++it)
+    found.insert((*it)[1].str());
+  found.erase("--token");
+  found.erase("--help");
+  return found;
+}
+
+// `option` appears as a whole word (so "--rate" is not taken for "--rate-x").
+bool mentions(const std::string& text, const std::string& option) {
+  for (auto at = text.find(option); at != std::string::npos; at = text.find(option, at + 1)) {
+    const auto next = at + option.size();
+    if (next == text.size() || !(std::isalnum(static_cast<unsigned char>(text[next])) || text[next] == '-'))
+      return true;
+  }
+  return false;
+}
+
+TEST(CliTest, RunHelpNamesEveryOptionTheParserAccepts) {
+  auto options = parsed_options("run");
+  EXPECT_GE(options.size(), 14u) << "the scan of cmd_run in src/main.cpp found too few options";
+  // The interface of DESIGN.md §7, whatever the scan finds.
+  for (const char* o : {"--config", "--results", "--dead-letter", "--base-url", "--token-file", "--ca-file",
+                        "--connections", "--rate", "--account-rate", "--resume", "--force", "--dry-run", "--quiet",
+                        "--summary-json", "--metrics-listen"})
+    options.insert(o);
+  const auto r = run_process(ORGPATCHD_BINARY, {"run", "--help"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(r.err.empty()) << r.err;
+  EXPECT_NE(r.out.find("usage: orgpatchd run"), std::string::npos) << r.out;
+  for (const auto& o : options) EXPECT_TRUE(mentions(r.out, o)) << o << " is not in `orgpatchd run --help`";
+  EXPECT_EQ(r.out.find("not available yet"), std::string::npos) << r.out;
+  // The same text wherever --help stands, and through `orgpatchd help run`.
+  EXPECT_EQ(run_process(ORGPATCHD_BINARY, {"run", "updates.jsonl", "--quiet", "--help"}).out, r.out);
+  EXPECT_EQ(run_process(ORGPATCHD_BINARY, {"help", "run"}).out, r.out);
+}
+
+TEST(CliTest, EveryCommandHasItsOwnHelp) {
+  const auto overview = run_process(ORGPATCHD_BINARY, {"--help"});
+  EXPECT_EQ(overview.exit_code, 0) << overview.err;
+  EXPECT_NE(overview.out.find("COMMAND --help"), std::string::npos) << overview.out;
+  for (const std::string command : {"run", "validate", "serve", "submit"}) {
+    EXPECT_NE(overview.out.find("orgpatchd " + command), std::string::npos) << command;
+    const auto r = run_process(ORGPATCHD_BINARY, {command, "-h"});
+    EXPECT_EQ(r.exit_code, 0) << command << ": " << r.err;
+    EXPECT_NE(r.out.find("usage: orgpatchd " + command), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("exit status"), std::string::npos) << command;
+    const auto options = parsed_options(command);
+    EXPECT_FALSE(options.empty()) << "no options found in cmd_" << command;
+    for (const auto& o : options) EXPECT_TRUE(mentions(r.out, o)) << o << " is not in `orgpatchd " << command << " --help`";
+  }
 }
 
 }  // namespace
