@@ -171,6 +171,11 @@ void flatten(const YAML::Node& map, const std::string& prefix, const std::set<st
   }
 }
 
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
 // Every key the loader reads is written out in the example config, and the
 // example holds no other: it cannot drift from the code either way.
 TEST(ConfigTest, ExampleConfigHoldsExactlyTheKeysTheLoaderReads) {
@@ -185,6 +190,15 @@ TEST(ConfigTest, ExampleConfigHoldsExactlyTheKeysTheLoaderReads) {
   EXPECT_EQ(in_example.size(), found.size()) << path << " repeats a key";
   for (const auto& key : keys) EXPECT_TRUE(in_example.count(key)) << key << ": missing from " << path;
   for (const auto& key : found) EXPECT_TRUE(known.count(key)) << key << ": in " << path << " but not read by the loader";
+}
+
+// The README's configuration reference names every key, dotted, in backquotes.
+TEST(ConfigTest, ReadmeNamesEveryKey) {
+  const auto path = std::filesystem::path(ORGPATCH_SOURCE_DIR) / "README.md";
+  const std::string text = read_text(path);
+  ASSERT_FALSE(text.empty()) << path;
+  for (const auto& key : config_keys())
+    EXPECT_NE(text.find("`" + key + "`"), std::string::npos) << key << ": not in " << path;
 }
 
 }  // namespace
