@@ -93,7 +93,9 @@ options:
                       would go out (method, URL, headers with the token shown as
                       "Bearer <redacted>", body) and each invalid line, then the jobs that
                       would be sent, to how many accounts, and the least time the limits
-                      allow. Needs no token. Exit 0 when every line is valid, else 2.
+                      allow. Jobs an earlier run of the same file finished are left
+                      out, as a run would (with --force: none). Needs no token.
+                      Exit 0 when every line is valid, else 2.
   --resume            continue the run in the results log (also what happens by default
                       when it exists and the input is unchanged); an error when there is none
   --force             start a new run although a results log exists (it and the dead-letter
