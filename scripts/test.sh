@@ -1,22 +1,36 @@
 #!/usr/bin/env bash
 # The test command (CI runs exactly this): installs what is missing, then
 #  1. the Release build (warnings are errors) and the whole suite under CTest;
-#  2. an ASan+UBSan build of the pure cores and parsers (job, query, response,
-#     results, limiter, retry, config) with their unit tests: where hostile
-#     input lands.
+#  2. an ASan+UBSan build of everything: the whole suite again, then one
+#     end-to-end run through the emulator's faults (scripts/e2e.sh);
+#  3. a TSan build of the pure cores with their unit tests: the progress
+#     line's line counter is the one second thread of production code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
+stage() { echo "test.sh: $* ($(( $(date +%s) - start )) s)"; }
 
 ORGPATCH_CMAKE_ARGS="-DORGPATCH_WERROR=ON" scripts/setup.sh build
 ctest --test-dir build --output-on-failure -j2 --timeout 300
+stage "Release suite passed"
 
-if [[ ! -f build-asan/build.ninja ]]; then
-  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORGPATCH_PURE_ONLY=ON \
-    -DORGPATCH_WERROR=ON "-DORGPATCH_SANITIZE=address;undefined" >/dev/null
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+if [[ ! -f build-sanitize/build.ninja ]]; then
+  cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORGPATCH_WERROR=ON \
+    "-DORGPATCH_SANITIZE=address;undefined" >/dev/null
 fi
-cmake --build build-asan -j2
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j2 --timeout 300
+cmake --build build-sanitize -j2
+ctest --test-dir build-sanitize --output-on-failure -j2 --timeout 600
+scripts/e2e.sh build-sanitize 2000
+stage "ASan+UBSan suite and end-to-end run passed"
+
+if [[ ! -f build-tsan/build.ninja ]]; then
+  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORGPATCH_PURE_ONLY=ON \
+    -DORGPATCH_WERROR=ON -DORGPATCH_SANITIZE=thread >/dev/null
+fi
+cmake --build build-tsan -j2
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -j2 --timeout 300
+stage "TSan unit tests passed"
 
 echo "test.sh: done in $(( $(date +%s) - start )) s"

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 namespace orgpatch {
 namespace {
 
@@ -80,6 +83,19 @@ TEST(ProgressTest, CountsNonBlankLinesOfARegularFileOnly) {
   EXPECT_EQ(in.wait(), std::nullopt);
   line_counter directory(dir.path().string());
   EXPECT_EQ(directory.wait(), std::nullopt);
+}
+
+// Read while it counts, as the progress line does (TSan checks this in CI).
+TEST(ProgressTest, TheCountIsReadWhileItIsMade) {
+  test::temp_dir dir;
+  std::string text;
+  for (int i = 0; i < 200000; ++i) text += "{\"id\":\"x\"}\n";
+  test::write_file(dir.file("big.jsonl"), text);
+  line_counter c(dir.file("big.jsonl"));
+  std::optional<std::uint64_t> n;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!(n = c.count()) && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  EXPECT_EQ(n, std::optional<std::uint64_t>(200000));
 }
 
 }  // namespace
