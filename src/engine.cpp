@@ -566,9 +566,11 @@ class batch {
       case verdict::rate_limited: {
         // A 429 costs no attempt and no retry budget: wait as told, send again.
         --st.attempts;
-        report_.metrics.rate_limited();
         const auto wait = std::max<clock_type::duration>(retry_after.value_or(k_default_retry_after), k_min_retry_after);
-        scheduler_.on_rate_limited(j.integrated_account_id, info.remote, wait, now);
+        const bool token_wide = scheduler_.on_rate_limited(j.integrated_account_id, info.remote, wait, now);
+        report_.metrics.rate_limited(info.remote  ? rate_limit_reason::remote
+                                     : token_wide ? rate_limit_reason::token
+                                                  : rate_limit_reason::account);
         if (stopping_) co_return;  // unfinished: resumable
         if (now + wait > deadline) {
           ++st.attempts;

@@ -302,9 +302,10 @@ void scheduler::on_success_of(account& a, clock_type::time_point now) {
   if (token_.rate() < token_aimd_.ceiling) token_.set_rate(token_aimd_.on_success(token_.rate()), now);
 }
 
-void scheduler::on_rate_limited(const std::string& account_id, bool remote, clock_type::duration retry_after,
+bool scheduler::on_rate_limited(const std::string& account_id, bool remote, clock_type::duration retry_after,
                                 clock_type::time_point now) {
   account& a = account_of(account_id);
+  bool token_wide = false;
   if (!remote) {
     // Truto's body does not say which limit answered: 429s for several accounts
     // within a second mean the token's.
@@ -314,6 +315,7 @@ void scheduler::on_rate_limited(const std::string& account_id, bool remote, cloc
     const bool several = std::any_of(recent_limited_.begin(), recent_limited_.end(),
                                      [&](const auto& e) { return e.second != &a; });
     if (several) {
+      token_wide = true;
       token_paused_until_ = std::max(token_paused_until_, now + retry_after);
       if (p_.adaptive) token_.set_rate(token_aimd_.on_limited(token_.rate()), now);
     }
@@ -321,6 +323,7 @@ void scheduler::on_rate_limited(const std::string& account_id, bool remote, cloc
   a.paused_until = std::max(a.paused_until, now + retry_after);
   if (p_.adaptive) a.bucket.set_rate(account_aimd_.on_limited(a.bucket.rate()), now);
   evaluate(a, now);
+  return token_wide;
 }
 
 void scheduler::on_remaining_exhausted(const std::string& account_id, clock_type::duration reset,

@@ -127,8 +127,8 @@ class scheduler {
   void on_success(const job_state& s, clock_type::time_point now);
   /// A 429. `remote`: the remote API's limit (pauses only its account). Truto's
   /// own 429s for several accounts within a second mean the token's limit: then
-  /// everything pauses.
-  void on_rate_limited(const std::string& account, bool remote, clock_type::duration retry_after,
+  /// everything pauses, and it returns true.
+  bool on_rate_limited(const std::string& account, bool remote, clock_type::duration retry_after,
                        clock_type::time_point now);
   /// `ratelimit-remaining: 0`: the account pauses until the window resets.
   void on_remaining_exhausted(const std::string& account, clock_type::duration reset, clock_type::time_point now);
