@@ -151,7 +151,9 @@ const std::vector<std::pair<std::string, setter>>& setters() {
       {"shutdown_grace_s",
        [](config& c, const YAML::Node& n) { c.shutdown_grace_s = number<unsigned>(n, 0, 86400); }},
       {"serve.spool_dir", [](config& c, const YAML::Node& n) { c.serve.spool_dir = scalar(n); }},
-      {"serve.metrics_listen", [](config& c, const YAML::Node& n) { c.serve.metrics_listen = scalar(n); }},
+      // null or "": no /metrics.
+      {"serve.metrics_listen",
+       [](config& c, const YAML::Node& n) { c.serve.metrics_listen = optional_string(n).value_or(""); }},
       {"serve.redis.url", [](config& c, const YAML::Node& n) { c.serve.redis.url = optional_string(n); }},
       {"serve.redis.stream", [](config& c, const YAML::Node& n) { c.serve.redis.stream = scalar(n); }},
       {"serve.redis.group", [](config& c, const YAML::Node& n) { c.serve.redis.group = scalar(n); }},

@@ -2,6 +2,7 @@
 
 #include "orgpatch/asio.hpp"
 #include "orgpatch/engine.hpp"
+#include "orgpatch/metrics_server.hpp"
 #include "orgpatch/sources/redis_source.hpp"
 
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -120,6 +121,16 @@ class spool_daemon {
       spdlog::error("spool {}: {}", spool_.string(), e.what());
       return 1;
     }
+    // /metrics for the life of the service; a port in use is an error before
+    // READY=1, as a spool that cannot be used is. Empty (or null): none.
+    if (!opt_.cfg.serve.metrics_listen.empty()) {
+      try {
+        metrics_.emplace(io_, metrics_server_params{opt_.cfg.serve.metrics_listen}, [this] { return metrics_text(); });
+      } catch (const std::exception& e) {
+        spdlog::error("serve.metrics_listen: {}", e.what());
+        return 1;
+      }
+    }
     if (opt_.cfg.serve.redis.url) {
       try {
         stream_ = std::make_unique<redis_source>(io_.get_executor(), redis_source_params_from(opt_.cfg));
@@ -217,6 +228,7 @@ class spool_daemon {
   void file_done() {
     const run_report& r = current_->report();
     const std::string name = current_name_;
+    add_to_totals(r);
     if (!r.fatal_error.empty() && r.run_id.empty()) {
       // This file cannot run (unreadable, not ours to resume…): set it aside
       // with the reason, and go on with the others.
@@ -310,6 +322,7 @@ class spool_daemon {
   void stream_session_done() {
     const run_report r = stream_session_->take_report();
     stream_session_.reset();
+    add_to_totals(r);
     stream_jobs_ += r.metrics.jobs();
     stream_not_ok_ += r.metrics.jobs() - r.metrics.ok();
     if (stopping_) {
@@ -333,6 +346,29 @@ class spool_daemon {
     stream_retry_timer_.async_wait([this](boost::system::error_code ec) {
       if (!ec && !finished_) start_stream_session();
     });
+  }
+
+  // --- metrics --------------------------------------------------------------------
+
+  // A run that ended: its counters stay in the service's totals (counters never
+  // go back, whatever the runs do).
+  void add_to_totals(const run_report& r) {
+    totals_.merge(r.metrics);
+    connections_opened_ += r.summary.connections_opened;
+  }
+
+  // The totals of the runs that ended, plus the counters and gauges of those in progress.
+  std::string metrics_text() const {
+    run_metrics m;
+    m.merge(totals_);
+    metrics_gauges g;
+    g.connections_opened = connections_opened_;
+    for (const run_session* s : {current_.get(), stream_session_.get()}) {
+      if (!s) continue;
+      m.merge(s->report().metrics);
+      add_live(g, s->live());
+    }
+    return prometheus_text(m, g, ORGPATCH_VERSION);
   }
 
   // --- signals, status, watchdog ------------------------------------------------
@@ -415,6 +451,7 @@ class spool_daemon {
     retry_timer_.cancel();
     stream_retry_timer_.cancel();
     inotify_.close(ignored);
+    if (metrics_) metrics_->close();
   }
 
   void schedule_status() {
@@ -486,6 +523,9 @@ class spool_daemon {
   net::steady_timer stream_retry_timer_{io_};
   std::unique_ptr<redis_source> stream_;  // after io_: destroyed before it
   std::unique_ptr<run_session> stream_session_;
+  run_metrics totals_;                     // of the runs that ended, for /metrics
+  std::uint64_t connections_opened_ = 0;   // by the runs that ended
+  std::optional<metrics_server> metrics_;  // after the sessions: closed first, before io_ goes
   std::uint64_t stream_jobs_ = 0;    // by stream runs that ended (SIGHUP, a fatal error)
   std::uint64_t stream_not_ok_ = 0;
   std::uint64_t status_done_ = 0;    // jobs done at the last STATUS=

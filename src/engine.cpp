@@ -3,6 +3,7 @@
 #include "orgpatch/asio.hpp"
 #include "orgpatch/connection_pool.hpp"
 #include "orgpatch/error.hpp"
+#include "orgpatch/metrics_server.hpp"
 #include "orgpatch/progress.hpp"
 #include "orgpatch/rate_limiter.hpp"
 #include "orgpatch/redis.hpp"
@@ -1121,13 +1122,43 @@ class progress_driver {
 
 }  // namespace
 
+void add_live(metrics_gauges& g, const live_stats& l) {
+  g.in_flight += l.in_flight;
+  g.queued += l.queued;
+  g.retrying += l.retrying;
+  g.throttled_accounts += l.throttled_accounts;
+  g.connections_open += l.connections_open;
+  g.connections_opened += l.connections_opened;
+}
+
 run_report run_batch(const run_options& o) {
   net::io_context io{1};
+  // --metrics-listen: bound before the run is prepared, so that a port in use
+  // stops it before anything is created or sent; closed when the run is over.
+  const run_session* running = nullptr;
+  std::optional<metrics_server> metrics;
+  if (o.metrics_listen) {
+    try {
+      metrics.emplace(io, metrics_server_params{*o.metrics_listen}, [&running] {
+        metrics_gauges g;
+        if (!running) return prometheus_text(run_metrics{}, g, ORGPATCH_VERSION);
+        add_live(g, running->live());
+        return prometheus_text(running->report().metrics, g, ORGPATCH_VERSION);
+      });
+    } catch (const std::exception& e) {
+      run_report r;
+      r.exit_code = 1;
+      r.fatal_error = fmt::format("--metrics-listen {}", e.what());
+      return r;
+    }
+  }
   run_session session(io, o);
+  running = &session;
   std::optional<progress_driver> progress;
   if (o.progress && session.report().exit_code == 0) progress.emplace(io, session, o.input);
   session.start([&] {
     if (progress) progress->finish();
+    if (metrics) metrics->close();
   });
   io.run();
   return session.take_report();

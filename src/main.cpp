@@ -253,7 +253,7 @@ void setup_logging(const std::string& level, bool service = false) {
 }
 
 int cmd_run(std::vector<std::string> args) {
-  std::optional<std::string> input, config_file, token_file, summary_json;
+  std::optional<std::string> input, config_file, token_file, summary_json, metrics_listen;
   bool quiet = false, resume = false, force = false, dry = false;
   struct overrides {
     std::optional<std::string> results, dead_letter, base_url, ca_file;
@@ -277,10 +277,8 @@ int cmd_run(std::vector<std::string> args) {
     else if (a == "--account-rate") ov.account_rate = parse_number<double>(a, value(), 0, 1e9);
     else if (a == "--summary-json") summary_json = value();
     else if (a == "--quiet") quiet = true;
-    else if (a == "--metrics-listen") {
-      (void)value();
-      throw usage_error("--metrics-listen: not available yet (metrics come in a later release)");
-    } else if (a == "--resume") resume = true;
+    else if (a == "--metrics-listen") metrics_listen = value();
+    else if (a == "--resume") resume = true;
     else if (a == "--force") force = true;
     else if (a == "--dry-run") dry = true;
     else if (a == "--token" || a.rfind("--token=", 0) == 0)
@@ -321,6 +319,7 @@ int cmd_run(std::vector<std::string> args) {
   }
   run_options options{*input, cfg, load_token(token_file, cfg), true, resume, force};
   options.progress = !quiet && progress_terminal::usable(STDERR_FILENO);
+  options.metrics_listen = metrics_listen;
   run_report report = run_batch(options);
   if (!report.fatal_error.empty()) {
     spdlog::error("{}", report.fatal_error);

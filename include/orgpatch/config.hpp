@@ -80,7 +80,7 @@ struct redis_config {
 
 struct serve_config {
   std::string spool_dir = "/var/lib/orgpatchd/spool";
-  std::string metrics_listen = "127.0.0.1:9464";
+  std::string metrics_listen = "127.0.0.1:9464";  ///< HOST:PORT of /metrics; empty (null in YAML): none
   redis_config redis;
 };
 

@@ -29,6 +29,9 @@ struct run_options {
   bool resume = false;         ///< --resume: a results file to continue must exist
   bool force = false;          ///< --force: start a new run, moving old outputs aside
   bool progress = false;       ///< draw the progress line on standard error (a terminal)
+  /// --metrics-listen HOST:PORT: run_batch serves /metrics there while the run
+  /// lasts (a bind failure: exit 1 before anything is sent).
+  std::optional<std::string> metrics_listen = std::nullopt;
 };
 
 /// What a run is doing at this moment, for the progress line and /metrics.
@@ -44,6 +47,9 @@ struct live_stats {
   double elapsed_s = 0;                 ///< since the run started
   bool input_ended = false;             ///< every line of the input has been read
 };
+
+/// Adds a run's live counters to the gauges of /metrics.
+void add_live(metrics_gauges& g, const live_stats& l);
 
 struct run_report {
   int exit_code = 0;            ///< DESIGN.md §7: 0, 2, 1, 130, 143

@@ -67,6 +67,13 @@ shutdown_grace_s: 5
   EXPECT_EQ(c.api.default_query.at("remote_query").at("a"), "1");
 }
 
+TEST(ConfigTest, MetricsListenNullOrEmptyTurnsMetricsOff) {
+  EXPECT_EQ(config{}.serve.metrics_listen, "127.0.0.1:9464");
+  EXPECT_EQ(load_config(write_temp("serve: {metrics_listen: null}\n")).serve.metrics_listen, "");
+  EXPECT_EQ(load_config(write_temp("serve: {metrics_listen: \"\"}\n")).serve.metrics_listen, "");
+  EXPECT_EQ(load_config(write_temp("serve: {metrics_listen: \"[::1]:0\"}\n")).serve.metrics_listen, "[::1]:0");
+}
+
 TEST(ConfigTest, UnknownKeyIsNamed) {
   EXPECT_NE(error_of("http:\n  conections: 3\n").find("http.conections: unknown key"), std::string::npos);
   EXPECT_NE(error_of("colour: red\n").find("colour: unknown key"), std::string::npos);
