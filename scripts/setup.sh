@@ -13,6 +13,7 @@ packages=(
   libssl-dev libsimdjson-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libhiredis-dev redis-server libsystemd-dev systemd
+  prometheus
 )
 
 missing=()
@@ -23,8 +24,24 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2
   if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
   export DEBIAN_FRONTEND=noninteractive
+  # Installing must not start services (prometheus, redis-server): without
+  # systemd, their postinst runs the init script through invoke-rc.d, which
+  # starts a daemon in the background or, when the script cannot run, fails the
+  # whole install. A policy-rc.d that says no (exit 101) for the install's
+  # duration, unless the machine has one already (Docker images do).
+  policy=/usr/sbin/policy-rc.d added_policy=
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    added_policy=1
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [[ -n $added_policy ]]; then
+    $SUDO rm -f "$policy"
+    trap - EXIT
+  fi
 fi
 
 build_dir=${1:-build}
