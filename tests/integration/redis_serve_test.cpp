@@ -83,7 +83,7 @@ struct redis_setup {
            "http: {connections: 4}\n"
            "output: {fsync: none}\n"
            "shutdown_grace_s: 5\n"
-           "serve: {spool_dir: \"" + (home / "spool").string() + "\", redis: {url: \"" + redis.url() + "\"" +
+           "serve: {spool_dir: \"" + (home / "spool").string() + "\", metrics_listen: \"127.0.0.1:0\", redis: {url: \"" + redis.url() + "\"" +
            redis_extra + "}}\n";
   }
 

@@ -49,7 +49,7 @@ struct serve_setup {
                "http: {connections: 4}\n"
                "output: {fsync: none}\n"
                "shutdown_grace_s: 5\n"
-               "serve: {spool_dir: \"" + spool.string() + "\"}\n");
+               "serve: {spool_dir: \"" + spool.string() + "\", metrics_listen: \"127.0.0.1:0\"}\n");
   }
   std::vector<std::string> args() const {
     return {"serve", "--config", dir.file("orgpatchd.yaml"), "--token-file", dir.file("token")};
