@@ -393,6 +393,8 @@ class spool_daemon {
                      stream_session_ ? "; the stream's run starts again with it" : "");
         if (stream_ && !same_redis_settings(c_before, opt_.cfg))
           spdlog::warn("SIGHUP: serve.redis.* changed: the stream keeps its settings until the service restarts");
+        if (c_before.serve.metrics_listen != opt_.cfg.serve.metrics_listen)
+          spdlog::warn("SIGHUP: serve.metrics_listen changed: /metrics stays where it is until the service restarts");
         // The stream's run takes the new limits by starting again; the entries
         // it held are read back from this consumer's pending list.
         if (stream_session_) {

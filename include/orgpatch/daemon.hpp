@@ -28,6 +28,10 @@
 /// entries are taken over once idle for claim_idle_ms, by another instance or
 /// by this one started again),
 /// WATCHDOG=1 at half of WATCHDOG_USEC.
+///
+/// Metrics: Prometheus text at `serve.metrics_listen` (none when empty) for the
+/// life of the service, counted over every run it made (docs/metrics.md); a
+/// port in use stops it at start (exit 1, before READY=1).
 #pragma once
 
 #include "orgpatch/config.hpp"
