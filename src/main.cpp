@@ -283,10 +283,7 @@ int cmd_run(std::vector<std::string> args) {
     else if (a == "--dry-run") dry = true;
     else if (a == "--token" || a.rfind("--token=", 0) == 0)
       throw usage_error("the token is never taken on the command line (other users can read it): use --token-file");
-    else if (a == "--help" || a == "-h") {
-      std::fputs(k_usage, stdout);
-      return 0;
-    } else if (a.size() > 1 && a[0] == '-' && a != "-")
+    else if (a.size() > 1 && a[0] == '-' && a != "-")
       throw usage_error(fmt::format("{}: unknown option (see orgpatchd --help)", a));
     else if (!input) input = a;
     else throw usage_error(fmt::format("{}: only one job file per run", a));
