@@ -33,6 +33,22 @@ std::vector<std::string> environment_with(const std::map<std::string, std::strin
   return out;
 }
 
+// posix_spawn of `program` with `args` and the environment plus `env`; the
+// spawn's error number (0 on success).
+int spawn(pid_t& pid, const std::string& program, const std::vector<std::string>& args,
+          const std::map<std::string, std::string>& env, const posix_spawn_file_actions_t* actions) {
+  std::vector<std::string> argv_s{program};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  auto env_s = environment_with(env);
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  return posix_spawn(&pid, program.c_str(), actions, nullptr, argv.data(), envp.data());
+}
+
 }  // namespace
 
 child_with_stdin::child_with_stdin(const std::string& program, const std::vector<std::string>& args,
@@ -45,16 +61,7 @@ child_with_stdin::child_with_stdin(const std::string& program, const std::vector
   posix_spawn_file_actions_adddup2(&actions, fds[0], 0);
   posix_spawn_file_actions_addopen(&actions, 1, out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_addopen(&actions, 2, err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  std::vector<std::string> argv_s{program};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  auto env_s = environment_with(env);
-  std::vector<char*> envp;
-  for (auto& e : env_s) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  const int rc = posix_spawn(&pid_, program.c_str(), &actions, nullptr, argv.data(), envp.data());
+  const int rc = spawn(pid_, program, args, env, &actions);
   posix_spawn_file_actions_destroy(&actions);
   ::close(fds[0]);
   stdin_fd_ = fds[1];
@@ -106,20 +113,8 @@ process_result run_process(const std::string& program, const std::vector<std::st
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-  std::vector<std::string> argv_s{program};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  auto env_s = environment_with(env);
-  std::vector<char*> envp;
-  for (auto& e : env_s) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
   pid_t pid = 0;
-  const int rc = posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), envp.data());
+  const int rc = spawn(pid, program, args, env, &actions);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw std::runtime_error("cannot start " + program);
   int status = 0;
@@ -150,21 +145,10 @@ process_result run_process_on_terminal(const std::string& program, const std::ve
   posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_adddup2(&actions, slave, 2);
   posix_spawn_file_actions_addclose(&actions, slave);
-
-  std::vector<std::string> argv_s{program};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
   auto with_term = env;
   with_term.emplace("TERM", "xterm");
-  auto env_s = environment_with(with_term);
-  std::vector<char*> envp;
-  for (auto& e : env_s) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
   pid_t pid = 0;
-  const int rc = posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), envp.data());
+  const int rc = spawn(pid, program, args, with_term, &actions);
   posix_spawn_file_actions_destroy(&actions);
   ::close(slave);  // the child's copy is the only one left: reading ends with EIO when it exits
   if (rc != 0) {
