@@ -21,7 +21,11 @@ if [[ ! -f build-sanitize/build.ninja ]]; then
     "-DORGPATCH_SANITIZE=address;undefined" >/dev/null
 fi
 cmake --build build-sanitize -j2
-ctest --test-dir build-sanitize --output-on-failure -j2 --timeout 600
+# Left out here: the tests that hold several instances to an exact shared rate
+# (±2 %, zero over the emulator's b + r·W window). Under the sanitizers' 2–3×
+# slowdown, transit jitter alone moves those numbers; the Release run checks them.
+ctest --test-dir build-sanitize --output-on-failure -j2 --timeout 600 \
+  -E 'ThreeInstancesShareOneLimit|TwoInstancesShareEachAccountsLimit'
 scripts/e2e.sh build-sanitize 2000
 stage "ASan+UBSan suite and end-to-end run passed"
 
