@@ -24,3 +24,16 @@ if(ORGPATCH_SANITIZE)
   add_compile_options(-fsanitize=${_orgpatch_san} -fno-omit-frame-pointer -fno-sanitize-recover=all)
   add_link_options(-fsanitize=${_orgpatch_san})
 endif()
+
+# The fuzz build: everything instrumented for libFuzzer's coverage and checked by
+# ASan+UBSan; the fuzz targets themselves link libFuzzer's main (tests/fuzz).
+if(ORGPATCH_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "ORGPATCH_FUZZ needs clang (CXX=clang++), not ${CMAKE_CXX_COMPILER_ID}")
+  endif()
+  if(ORGPATCH_SANITIZE)
+    message(FATAL_ERROR "ORGPATCH_FUZZ brings its own sanitizers: leave ORGPATCH_SANITIZE empty")
+  endif()
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined)
+endif()

@@ -4,6 +4,7 @@
 # every package is there, and an incremental build.
 #
 #   scripts/setup.sh [BUILD_DIR]      (default: build)
+#   scripts/setup.sh --packages       (only install what is missing; no build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libhiredis-dev redis-server libsystemd-dev systemd
   prometheus
+  # The fuzz build (scripts/fuzz.sh): clang, libFuzzer and the sanitizer runtimes
+  # (only recommended by clang, so named here), llvm-symbolizer for stack traces.
+  clang libclang-rt-14-dev llvm-14
 )
 
 missing=()
@@ -43,6 +47,8 @@ if ((${#missing[@]})); then
     trap - EXIT
   fi
 fi
+
+[[ ${1:-} == --packages ]] && exit 0
 
 build_dir=${1:-build}
 if [[ ! -f "$build_dir/build.ninja" ]]; then
