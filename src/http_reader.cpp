@@ -28,7 +28,13 @@ class parser final : public http::basic_parser<false> {
  private:
   void on_request_impl(http::verb, boost::beast::string_view, boost::beast::string_view, int, error_code&) override {}
 
-  void on_response_impl(int code, boost::beast::string_view, int, error_code&) override {
+  void on_response_impl(int code, boost::beast::string_view, int, error_code& ec) override {
+    // Beast takes any three digits; RFC 9110 §15 allows 100 to 599. Anything
+    // else is a malformed answer (retried), not a status to classify.
+    if (code < 100 || code > 599) {
+      ec = http::error::bad_status;
+      return;
+    }
     out_.status = static_cast<unsigned>(code);
   }
 

@@ -86,7 +86,7 @@ void check_done(const outcome& o, std::size_t max_body, std::string_view stream)
   check(o.response.body.size() <= max_body, "a body over the limit", stream);
   check(o.response.body.capacity() >= o.response.body.size() + k_padding, "a body without its padding", stream);
   const unsigned s = o.response.status;
-  check(s >= 100 && s <= 999 && (s >= 200 || s == 101), "done on a status that is not a final answer", stream);
+  check(s >= 100 && s <= 599 && (s >= 200 || s == 101), "done on a status that is not a final answer", stream);
 }
 
 /// Reads one response from `stream` cut by `cut`, then the rest as a second one.

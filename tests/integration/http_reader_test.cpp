@@ -124,6 +124,26 @@ TEST(HttpReaderTest, GarbageFailsAndNothingReceivedIsNotStarted) {
   EXPECT_FALSE(reader.got_some());  // the idle keep-alive race: worth a fresh connection
 }
 
+// Found by http_reader_fuzz: "HTTP/1.1 022 …" was a finished response with
+// status 22, which the retry policy took as a permanent failure.
+TEST(HttpReaderTest, AStatusOutsideOneHundredToFiveHundredNinetyNineIsMalformed) {
+  for (const char* status : {"000", "022", "099", "600", "999"}) {
+    http_reader reader(1 << 20, 64 * 1024, k_padding);
+    http_response out;
+    reader.start(out);
+    feed(reader, std::string("HTTP/1.1 ") + status + " X\r\nContent-Length: 2\r\n\r\n{}", 7);
+    EXPECT_EQ(reader.status(), state::failed) << status;
+    EXPECT_EQ(reader.error(), http::error::bad_status) << status;
+  }
+  for (const char* status : {"100", "599"}) {
+    http_reader reader(1 << 20, 64 * 1024, k_padding);
+    http_response out;
+    reader.start(out);
+    feed(reader, std::string("HTTP/1.1 ") + status + " X\r\nContent-Length: 2\r\n\r\n{}", 7);
+    EXPECT_NE(reader.error(), http::error::bad_status) << status;
+  }
+}
+
 TEST(HttpReaderTest, ABodyToTheEndOfTheStreamEndsWithIt) {
   http_reader reader(1 << 20, 64 * 1024, k_padding);
   http_response out;
