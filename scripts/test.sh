@@ -4,7 +4,8 @@
 #  2. an ASan+UBSan build of everything: the whole suite again, then one
 #     end-to-end run through the emulator's faults (scripts/e2e.sh);
 #  3. a TSan build of the pure cores with their unit tests: the progress
-#     line's line counter is the one second thread of production code.
+#     line's line counter is the one second thread of production code;
+#  4. a fuzz smoke run: each libFuzzer target for 10 s (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -36,5 +37,8 @@ fi
 cmake --build build-tsan -j2
 TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -j2 --timeout 300
 stage "TSan unit tests passed"
+
+scripts/fuzz.sh "${ORGPATCH_FUZZ_SECONDS:-10}"
+stage "fuzz smoke run passed"
 
 echo "test.sh: done in $(( $(date +%s) - start )) s"
