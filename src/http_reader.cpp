@@ -5,6 +5,7 @@
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
 
+#include <algorithm>
 #include <optional>
 
 namespace orgpatch {
@@ -98,6 +99,7 @@ struct http_reader::impl {
   std::optional<parser> p;  // re-made in place for each message: no allocation
   unsigned interim = 0;
   bool got_some = false;
+  std::size_t header_used = 0;  // bytes of the current message's header Beast has taken
 
   void next_message() {
     out->status = 0;
@@ -108,6 +110,7 @@ struct http_reader::impl {
     out->location.clear();
     out->chunked = false;
     out->keep_alive = true;
+    header_used = 0;
     p.emplace(*out, max_body, max_header, padding);
   }
 };
@@ -134,11 +137,24 @@ std::size_t http_reader::put(std::string_view data) {
   auto& s = *impl_;
   std::size_t used = 0;
   while (state_ == state::need_more && used < data.size()) {
+    // Beast holds the start line and then the fields each to its header limit
+    // when they come in one piece (so up to twice the limit in all), but the
+    // header to the limit when it comes in pieces. Offering no more than what is
+    // left of the limit until the header is complete makes `max_header` hold
+    // for the whole header, whatever pieces the bytes arrive in.
+    const bool in_header = !s.p->is_header_done();
+    const std::size_t room = s.max_header - s.header_used;
+    const std::size_t offer = in_header ? std::min(data.size() - used, room) : data.size() - used;
     error_code ec;
-    const std::size_t n = s.p->put(boost::asio::const_buffer(data.data() + used, data.size() - used), ec);
+    const std::size_t n = s.p->put(boost::asio::const_buffer(data.data() + used, offer), ec);
     used += n;
+    if (in_header && !s.p->is_header_done()) s.header_used += n;
     if (n > 0 || s.p->got_some()) s.got_some = true;
-    if (ec == http::error::need_more) break;
+    if (ec == http::error::need_more) {
+      // A header that has not ended within the room left can only be longer.
+      if (!in_header || offer < room) break;
+      ec = http::error::header_limit;
+    }
     if (ec) {
       state_ = state::failed;
       error_ = ec;

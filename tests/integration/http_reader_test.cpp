@@ -144,6 +144,33 @@ TEST(HttpReaderTest, AStatusOutsideOneHundredToFiveHundredNinetyNineIsMalformed)
   }
 }
 
+// Found by http_reader_fuzz: a 55-byte header passed a 32-byte limit when it
+// came in one piece (Beast gave the start line and the fields the limit each)
+// and failed when it came in pieces.
+TEST(HttpReaderTest, TheHeaderLimitHoldsForTheWholeHeaderWhateverThePieces) {
+  const std::string head = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 10\r\n\r\n";  // 51 bytes
+  const std::string bytes = head + "{}";
+  for (std::size_t step : {bytes.size(), std::size_t{1}, std::size_t{5}, std::size_t{32}, std::size_t{33}}) {
+    for (std::size_t limit : {std::size_t{32}, head.size() - 1}) {
+      http_reader reader(1 << 20, limit, k_padding);
+      http_response out;
+      reader.start(out);
+      feed(reader, bytes, step);
+      EXPECT_EQ(reader.status(), state::failed) << step << " " << limit;
+      EXPECT_EQ(reader.error(), http::error::header_limit) << step << " " << limit;
+    }
+    http_reader reader(1 << 20, head.size(), k_padding);
+    http_response out;
+    reader.start(out);
+    EXPECT_EQ(feed(reader, bytes, step), "") << step;
+    reader.put_eof();
+    ASSERT_EQ(reader.status(), state::done) << step << ": " << reader.error().message();
+    EXPECT_EQ(out.status, 429u);
+    EXPECT_EQ(out.retry_after, "10");
+    EXPECT_EQ(out.body, "{}");
+  }
+}
+
 TEST(HttpReaderTest, ABodyToTheEndOfTheStreamEndsWithIt) {
   http_reader reader(1 << 20, 64 * 1024, k_padding);
   http_response out;
