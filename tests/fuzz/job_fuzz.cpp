@@ -136,6 +136,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } else {
       const auto& e = std::get<orgpatch::input_error>(r);
       check(!e.message.empty(), "an input error without a message", line);
+      // Field names in messages are cut to ~100 bytes ("query." and "..." around).
+      check(e.field.size() <= 110 && e.message.size() <= 200, "an input error too long to read", e.to_string());
       check(orgpatch::fuzz::is_utf8(e.to_string()), "an error message that is not UTF-8", e.to_string());
     }
   }
