@@ -4,7 +4,8 @@
 //  - directly: whatever Boost.JSON makes of the bytes goes to append_query_param;
 //  - and the emulator's reading side, parse_bracket_query, on the raw bytes and
 //    on every serialised query.
-// Every serialised query is `&name=value` pairs of unreserved bytes and %XX only.
+// Every serialised query is `&name=value` pairs of unreserved bytes and %XX only,
+// and for values qs can express, parse_bracket_query reads back what was written.
 #include "orgpatch/job.hpp"
 #include "orgpatch/query.hpp"
 
@@ -39,6 +40,56 @@ void check_query(std::string_view q) {
   if (!q.empty()) (void)orgpatch::parse_bracket_query(q.substr(1));
 }
 
+/// True when `v` is in the class where Truto's (qs's) reading gives back what
+/// was serialised: keys without brackets that qs would not take for array
+/// indices or drop, at most 5 bracket groups, arrays of scalars only.
+bool round_trips(const boost::json::value& v, int groups) {
+  if (groups > 5) return false;
+  if (const auto* o = v.if_object()) {
+    for (const auto& kv : *o) {
+      const std::string_view k = kv.key();
+      const bool index_like = !k.empty() && k.size() <= 2 && k.find_first_not_of("0123456789") == k.npos &&
+                              (k.size() == 1 || k[0] != '0') && std::stoi(std::string(k)) <= 20;
+      if (k.empty() || k.find_first_of("[]") != k.npos || k == "__proto__" || (groups > 0 && index_like))
+        return false;
+      if (!round_trips(kv.value(), groups + 1)) return false;
+    }
+    return true;
+  }
+  if (const auto* a = v.if_array()) {
+    for (const auto& e : *a)
+      if (e.is_structured()) return false;
+    return true;
+  }
+  return true;
+}
+
+/// What qs reads back: scalars as text, null as "", empty containers gone.
+boost::json::value as_read(const boost::json::value& v) {
+  switch (v.kind()) {
+    case boost::json::kind::object: {
+      boost::json::object out;
+      for (const auto& kv : v.get_object()) {
+        boost::json::value r = as_read(kv.value());
+        if (!r.is_null()) out[kv.key()] = std::move(r);
+      }
+      return out.empty() ? boost::json::value() : boost::json::value(std::move(out));
+    }
+    case boost::json::kind::array: {
+      boost::json::array out;
+      for (const auto& e : v.get_array()) out.push_back(as_read(e));
+      return out.empty() ? boost::json::value() : boost::json::value(std::move(out));
+    }
+    default: {
+      // The text the serialiser writes for a scalar, read back by qs.
+      std::string q;
+      orgpatch::append_query_param(q, "x", v);
+      const boost::json::object r = orgpatch::parse_bracket_query(q.substr(1));
+      return r.at("x");
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -68,6 +119,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       orgpatch::append_query_param(out, "q", v);
     }
     check_query(out);
+    // Serialised, then read as Truto reads it: the same value.
+    if (v.is_object() && round_trips(v, 0)) {
+      const boost::json::value expect = as_read(v);
+      const boost::json::object got = out.empty() ? boost::json::object() : orgpatch::parse_bracket_query(out.substr(1));
+      check(expect.is_null() ? got.empty() : expect == got, "qs does not read back what was serialised", out);
+    }
   }
   return 0;
 }
