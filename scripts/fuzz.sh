@@ -8,7 +8,8 @@
 # Builds a clang build of its own (ORGPATCH_FUZZ_BUILD, default build-fuzz),
 # installing clang and libFuzzer first when missing. Each target starts from
 # its seeds in tests/fuzz/corpus/<target>/ (never written) plus a working corpus
-# kept in the build directory, which collects what the fuzzer finds. A crash,
+# kept in the build directory, which collects what the fuzzer finds (with
+# tests/fuzz/<target>.dict as its dictionary when there is one). A crash,
 # leak or broken invariant leaves its input in <build>/fuzz/artifacts/<target>/,
 # shows the end of the log, and makes the exit status non-zero; replay it with
 # <build>/tests/fuzz/<target>_fuzz FILE.
