@@ -151,8 +151,10 @@ std::size_t http_reader::put(std::string_view data) {
     if (in_header && !s.p->is_header_done()) s.header_used += n;
     if (n > 0 || s.p->got_some()) s.got_some = true;
     if (ec == http::error::need_more) {
-      // A header that has not ended within the room left can only be longer.
       if (!in_header || offer < room) break;
+      // Cut short at the limit: the rest is there once the header is complete;
+      // a header that has not ended within the room left can only be longer.
+      if (s.p->is_header_done()) continue;
       ec = http::error::header_limit;
     }
     if (ec) {

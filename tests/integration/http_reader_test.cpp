@@ -171,6 +171,24 @@ TEST(HttpReaderTest, TheHeaderLimitHoldsForTheWholeHeaderWhateverThePieces) {
   }
 }
 
+// Found by http_reader_fuzz in the fix above: a chunked body offered only up
+// to the header limit stopped inside a chunk line and was taken for a header
+// over the limit (or, had it waited, for bytes still to come).
+TEST(HttpReaderTest, ABodyPastTheHeaderLimitInTheSamePieceIsRead) {
+  const std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";  // 47 bytes
+  const std::string bytes = head + "a\r\n0123456789\r\n0\r\n\r\n";                // 67 bytes
+  for (std::size_t step : {bytes.size(), std::size_t{1}, std::size_t{7}, std::size_t{64}}) {
+    for (std::size_t limit : {head.size(), std::size_t{64}, std::size_t{66}}) {
+      http_reader reader(1 << 20, limit, k_padding);
+      http_response out;
+      reader.start(out);
+      EXPECT_EQ(feed(reader, bytes, step), "") << step << " " << limit;
+      ASSERT_EQ(reader.status(), state::done) << step << " " << limit << ": " << reader.error().message();
+      EXPECT_EQ(out.body, "0123456789");
+    }
+  }
+}
+
 TEST(HttpReaderTest, ABodyToTheEndOfTheStreamEndsWithIt) {
   http_reader reader(1 << 20, 64 * 1024, k_padding);
   http_response out;
