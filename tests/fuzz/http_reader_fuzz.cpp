@@ -46,7 +46,8 @@ bool same(const outcome& a, const outcome& b) {
   return a.response.status == b.response.status &&
          a.response.body == b.response.body && a.response.retry_after == b.response.retry_after &&
          a.response.ratelimit_remaining == b.response.ratelimit_remaining &&
-         a.response.ratelimit_reset == b.response.ratelimit_reset && a.response.chunked == b.response.chunked &&
+         a.response.ratelimit_reset == b.response.ratelimit_reset && a.response.location == b.response.location &&
+         a.response.chunked == b.response.chunked &&
          a.response.keep_alive == b.response.keep_alive && a.left_over == b.left_over;
 }
 
