@@ -123,6 +123,9 @@ http::response<http::string_body> answer(detail::metrics_server_state& s, const 
 // One connection: requests until the client closes, stays idle past the read
 // timeout, or sends something broken.
 net::awaitable<void> serve_connection(state_ptr s, tcp::socket socket) {
+  // Accepted just before close(): this coroutine started after it, so close()
+  // could not see the connection; it would otherwise wait out the read timeout.
+  if (s->closed) co_return;
   tcp_stream stream{std::move(socket)};
   s->open.insert(&stream);
   struct forget {

@@ -32,7 +32,7 @@ std::string grouped(std::uint64_t n) {
 }  // namespace
 
 std::string format_duration(double seconds) {
-  if (!(seconds >= 0) || seconds > 359999) return "–";
+  if (!(seconds >= 0) || seconds > 1e9) return "–";
   const auto s = static_cast<std::uint64_t>(std::llround(seconds));
   if (s >= 3600) return fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
   return fmt::format("{}:{:02}", s / 60, s % 60);
@@ -103,7 +103,10 @@ void line_counter::run(const std::string& path) {
     ~done_guard() { d.store(true, std::memory_order_release); }
   } guard{done_};
   if (path == "-") return;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Only a regular file is counted. O_NONBLOCK: opening a named pipe whose
+  // writer is gone would otherwise wait for the next writer, and the
+  // destructor with it.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return;
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <chrono>
 #include <thread>
 
@@ -47,6 +49,7 @@ TEST(ProgressTest, DurationsReadAsClockTimes) {
   EXPECT_EQ(format_duration(61), "1:01");
   EXPECT_EQ(format_duration(3600), "1:00:00");
   EXPECT_EQ(format_duration(-1), "–");
+  EXPECT_EQ(format_duration(444444), "123:27:24");  // 20 M jobs at 45/s: still a number
   EXPECT_EQ(format_duration(1e12), "–");
 }
 
@@ -83,6 +86,10 @@ TEST(ProgressTest, CountsNonBlankLinesOfARegularFileOnly) {
   EXPECT_EQ(in.wait(), std::nullopt);
   line_counter directory(dir.path().string());
   EXPECT_EQ(directory.wait(), std::nullopt);
+  // A named pipe without a writer: not counted, and not waited on either.
+  ASSERT_EQ(::mkfifo(dir.file("pipe").c_str(), 0600), 0);
+  line_counter pipe(dir.file("pipe"));
+  EXPECT_EQ(pipe.wait(), std::nullopt);
 }
 
 // Read while it counts, as the progress line does (TSan checks this in CI).
