@@ -82,10 +82,38 @@ done = function(summary, latency, requests)
 end
 LUA
 
-# user+system seconds and peak RSS (KiB) of a command, from GNU time.
-timed() { /usr/bin/time -f "%U %S %M" -o "$work/time" "$@"; }
+# user+system seconds, peak RSS (KiB) and wall seconds of a command, from GNU
+# time; and the server's user+system seconds over the same span, from /proc.
+timed() {
+  local before
+  before=$(server_cpu_s)
+  /usr/bin/time -q -f "%U %S %M %e" -o "$work/time" "$@" || { local rc=$?; server_cpu_since "$before"; return $rc; }
+  server_cpu_since "$before"
+}
 cpu_s() { awk '{ printf "%.3f", $1 + $2 }' "$work/time"; }
 rss_mb() { awk '{ printf "%.1f", $3 / 1024 }' "$work/time"; }
+
+# The server's processes: nginx's workers (the master only waits), or the emulator.
+server_pids() {
+  if [[ -n $nginx_pid ]]; then pgrep -P "$nginx_pid" || true; else echo "$emulator_pid"; fi
+}
+# User+system CPU seconds the server has used (all its threads), from
+# /proc/PID/stat fields 14 and 15 after the command name, in clock ticks.
+server_cpu_s() {
+  local pid ticks=0 hz
+  hz=$(getconf CLK_TCK)
+  for pid in $(server_pids); do
+    ticks=$((ticks + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
+  done
+  awk -v t="$ticks" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }'
+}
+server_cpu_since() { awk -v a="$1" -v b="$(server_cpu_s)" 'BEGIN { printf "%.2f", b - a }' > "$work/server_time"; }
+# Per client: the server's CPU µs per request, and the share of one core the
+# client and the server each used over the client's run (both near 100 %: the
+# machine, not either program, set the pace).
+server_us() { awk -v s="$(cat "$work/server_time")" -v n="$1" 'BEGIN { printf "%.1f", 1e6 * s / n }'; }
+client_share() { awk '{ printf "%.0f", 100 * ($1 + $2) / $4 }' "$work/time"; }
+server_share() { awk -v s="$(cat "$work/server_time")" '{ printf "%.0f", 100 * s / $4 }' "$work/time"; }
 
 # Per-request samples are "seconds since the client started, latency ms" rows.
 
@@ -145,6 +173,7 @@ o_ok=$(grep -o '"ok":[0-9]*' "$work/summary.json" | head -1 | cut -d: -f2)
 o_rps=$(awk -v n="$o_requests" -v e="$o_elapsed" 'BEGIN { printf "%.0f", n / e }')
 o_cpu=$(awk -v c="$(cpu_s)" -v n="$o_requests" 'BEGIN { printf "%.1f", 1e6 * c / n }')
 o_rss=$(rss_mb)
+o_srv=$(server_us "$o_requests") o_cshare=$(client_share) o_sshare=$(server_share)
 orgpatchd_samples "$work/jobs.results.jsonl" > "$work/orgpatchd.samples"
 throughput_bins "$work/orgpatchd.samples" > "$work/orgpatchd.rate"
 latency_percentiles "$work/orgpatchd.samples" > "$work/orgpatchd.pct"
@@ -156,6 +185,7 @@ w_requests=$(awk '/requests in/ { print $1 }' "$work/wrk.out")
 w_rps=$(awk '/^Requests\/sec/ { printf "%.0f", $2 }' "$work/wrk.out")
 w_cpu=$(awk -v c="$(cpu_s)" -v n="$w_requests" 'BEGIN { printf "%.1f", 1e6 * c / n }')
 w_rss=$(rss_mb)
+w_srv=$(server_us "$w_requests") w_cshare=$(client_share) w_sshare=$(server_share)
 awk '$1 == "percentile" { printf "%s %.3f\n", $2, $3 / 1000 }' "$work/wrk.out" > "$work/wrk.pct"
 # A wrong token or URL gives fast 4xx answers: say so rather than report them as throughput.
 if grep -q '^  Non-2xx' "$work/wrk.out"; then grep '^  Non-2xx' "$work/wrk.out" | sed 's/^ */wire.sh: wrk: /' >&2; fi
@@ -164,7 +194,7 @@ printf '0 %s\n%s %s\n' "$w_rps" "$duration" "$w_rps" > "$work/wrk.rate"
 
 # h2load over HTTP/1.1: the same number of requests as orgpatchd sent. Its log
 # file costs it one formatted line per request, counted in its CPU.
-h_rps=null h_cpu=null h_rss=null
+h_rps=null h_cpu=null h_rss=null h_srv=null h_cshare=null h_sshare=null
 rm -f "$work/h2load.pct"
 if timed h2load --h1 -n "$o_requests" -c "$connections" -t 1 -m 1 -d "$work/body.json" \
      --log-file "$work/h2load.log" \
@@ -177,6 +207,7 @@ if timed h2load --h1 -n "$o_requests" -c "$connections" -t 1 -m 1 -d "$work/body
   h_rps=$(awk '/^finished in/ { gsub(",", "", $4); printf "%.0f", $4 }' "$work/h2load.out")
   h_cpu=$(awk -v c="$(cpu_s)" -v n="$h_done" 'BEGIN { printf "%.1f", 1e6 * c / n }')
   h_rss=$(rss_mb)
+  h_srv=$(server_us "$h_done") h_cshare=$(client_share) h_sshare=$(server_share)
   h2load_samples "$work/h2load.log" > "$work/h2load.samples"
   throughput_bins "$work/h2load.samples" > "$work/h2load.rate"
   latency_percentiles "$work/h2load.samples" > "$work/h2load.pct"
@@ -222,20 +253,34 @@ GNUPLOT
 }
 plot_png || echo "wire.sh: gnuplot failed, no plot" >&2
 
-row() { printf '%-10s %12s %12s %8s %9s %9s %9s %9s\n' "$@"; }
-row client "requests/s" "CPU µs/req" "RSS MB" "p50 ms" "p90 ms" "p99 ms" "max ms"
-client_row() { local f=$work/$1.pct; row "$@" "$(pct "$f" 50)" "$(pct "$f" 90)" "$(pct "$f" 99)" "$(pct "$f" 100)"; }
-client_row orgpatchd "$o_rps" "$o_cpu" "$o_rss"
-client_row wrk "$w_rps" "$w_cpu" "$w_rss"
-client_row h2load "$h_rps" "$h_cpu" "$h_rss"
+# The last three columns: the server's CPU per request, and the share of a core
+# the client and the server each used during the client's run.
+row() { printf '%-10s %11s %11s %7s %8s %8s %8s %8s %12s %9s %9s\n' "$@"; }
+row client "requests/s" "CPU µs/req" "RSS MB" "p50 ms" "p90 ms" "p99 ms" "max ms" "server µs/req" "client %" "server %"
+client_row() {
+  local f=$work/$1.pct
+  row "${@:1:4}" "$(pct "$f" 50)" "$(pct "$f" 90)" "$(pct "$f" 99)" "$(pct "$f" 100)" "${@:5}"
+}
+client_row orgpatchd "$o_rps" "$o_cpu" "$o_rss" "$o_srv" "$o_cshare" "$o_sshare"
+client_row wrk "$w_rps" "$w_cpu" "$w_rss" "$w_srv" "$w_cshare" "$w_sshare"
+client_row h2load "$h_rps" "$h_cpu" "$h_rss" "$h_srv" "$h_cshare" "$h_sshare"
+client_json() {
+  printf '"rps":%s,"cpu_us_per_request":%s,"rss_mb":%s,"latency_ms":%s,"server_cpu_us_per_request":%s,"client_core_percent":%s,"server_core_percent":%s' \
+    "$1" "$2" "$3" "$(latency_json "$work/$4.pct")" "$5" "$6" "$7"
+}
 rps_ratio=$(awk -v a="$o_rps" -v b="$w_rps" 'BEGIN { printf "%.3f", a / b }')
 cpu_ratio=$(awk -v a="$o_cpu" -v b="$w_cpu" 'BEGIN { printf "%.3f", a / b }')
 echo "orgpatchd ÷ wrk: requests/s $rps_ratio, CPU per request $cpu_ratio ($jobs jobs, $o_ok ok, $connections connections, $server TLS on loopback)"
-printf '{"server":"%s","jobs":%s,"ok":%s,"connections":%s,"orgpatchd":{"rps":%s,"cpu_us_per_request":%s,"rss_mb":%s,"latency_ms":%s},"wrk":{"rps":%s,"cpu_us_per_request":%s,"rss_mb":%s,"latency_ms":%s},"h2load":{"rps":%s,"cpu_us_per_request":%s,"rss_mb":%s,"latency_ms":%s},"rps_ratio":%s,"cpu_ratio":%s}\n' \
+# One client thread: 0.95 × wrk's rate leaves it 1 / (0.95 × wrk's rate) of CPU
+# per request, whatever it does per job. With wrk and the server each near a
+# whole core, no core is left for more threads either.
+budget=$(awk -v r="$w_rps" 'BEGIN { printf "%.1f", 1e6 / (0.95 * r) }')
+echo "CPU per request that one thread may use to reach 0.95 × wrk: $budget µs (orgpatchd used $o_cpu; wrk's run kept the client at $w_cshare % and the server at $w_sshare % of a core)"
+printf '{"server":"%s","jobs":%s,"ok":%s,"connections":%s,"orgpatchd":{%s},"wrk":{%s},"h2load":{%s},"rps_ratio":%s,"cpu_ratio":%s,"cpu_us_per_request_for_095":%s}\n' \
   "$server" "$jobs" "$o_ok" "$connections" \
-  "$o_rps" "$o_cpu" "$o_rss" "$(latency_json "$work/orgpatchd.pct")" \
-  "$w_rps" "$w_cpu" "$w_rss" "$(latency_json "$work/wrk.pct")" \
-  "$h_rps" "$h_cpu" "$h_rss" "$(latency_json "$work/h2load.pct")" \
-  "$rps_ratio" "$cpu_ratio" > "$work/wire-report.json"
+  "$(client_json "$o_rps" "$o_cpu" "$o_rss" orgpatchd "$o_srv" "$o_cshare" "$o_sshare")" \
+  "$(client_json "$w_rps" "$w_cpu" "$w_rss" wrk "$w_srv" "$w_cshare" "$w_sshare")" \
+  "$(client_json "$h_rps" "$h_cpu" "$h_rss" h2load "$h_srv" "$h_cshare" "$h_sshare")" \
+  "$rps_ratio" "$cpu_ratio" "$budget" > "$work/wire-report.json"
 echo "report: $work/wire-report.json"
 echo "plot: $work/wire.png"
