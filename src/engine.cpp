@@ -67,9 +67,14 @@ std::string random_run_id() {
 struct input_fingerprint {
   std::uint64_t size = 0;
   std::string sha256;
+  std::optional<std::uint64_t> job_lines;  ///< non-blank lines (the progress line's total)
+
+  /// Whether an earlier run's results log is of this same input.
+  bool matches(const run_header& h) const { return h.input_size == size && h.input_sha256 == sha256; }
 };
 
-// The input's size and SHA-256 (a regular file only; standard input cannot be read twice).
+// The input's size, SHA-256 and lines that hold a job, in one pass (a regular
+// file only; standard input cannot be read twice).
 input_fingerprint fingerprint(const std::string& path) {
   input_fingerprint fp;
   if (path == "-") return fp;
@@ -83,6 +88,7 @@ input_fingerprint fingerprint(const std::string& path) {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
   std::vector<char> block(1 << 20);
+  job_line_tally lines;
   for (;;) {
     const ssize_t n = ::read(fd, block.data(), block.size());
     if (n < 0 && errno == EINTR) continue;
@@ -94,8 +100,10 @@ input_fingerprint fingerprint(const std::string& path) {
     }
     if (n == 0) break;
     EVP_DigestUpdate(ctx, block.data(), static_cast<std::size_t>(n));
+    lines.add(std::string_view(block.data(), static_cast<std::size_t>(n)));
     fp.size += static_cast<std::uint64_t>(n);
   }
+  fp.job_lines = lines.lines();
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned len = 0;
   EVP_DigestFinal_ex(ctx, digest, &len);
@@ -912,6 +920,7 @@ struct run_session::impl {
   std::unique_ptr<job_source> source;  // the file's (a stream's belongs to the caller)
   std::unique_ptr<results_sink> sink;
   std::unique_ptr<batch> b;
+  std::optional<std::uint64_t> input_job_lines;  // from the fingerprint's pass
   bool finished = false;
 };
 
@@ -943,6 +952,7 @@ run_session::run_session(net::io_context& io, run_options options) : impl_(std::
       return;
     }
     const auto fp = fingerprint(o.input);
+    impl_->input_job_lines = fp.job_lines;
 
     // The results log is the run's journal: the same command again continues
     // the run it holds; a different input, or standard input, needs --force.
@@ -960,8 +970,7 @@ run_session::run_session(net::io_context& io, run_options options) : impl_(std::
       } else {
         earlier = read_results_log(results, true);
         const auto& h = earlier->header;
-        if (h.input_size != fp.size || h.input_sha256 != fp.sha256)
-        {
+        if (!fp.matches(h)) {
           fail(fmt::format(
               "{}: the input changed since the run in {} began (size {} → {}, sha256 {} → {}); pass --force to "
               "start a new run (the old results are moved aside)",
@@ -1065,6 +1074,8 @@ const run_report& run_session::report() const noexcept { return impl_->report; }
 
 live_stats run_session::live() const { return impl_->b ? impl_->b->live() : live_stats{}; }
 
+std::optional<std::uint64_t> run_session::input_job_lines() const noexcept { return impl_->input_job_lines; }
+
 run_report run_session::take_report() noexcept { return std::move(impl_->report); }
 
 namespace {
@@ -1072,8 +1083,7 @@ namespace {
 /// Redraws the progress line every 100 ms while the session runs.
 class progress_driver {
  public:
-  progress_driver(net::io_context& io, const run_session& session, const std::string& input)
-      : session_(session), counter_(input), timer_(io) {
+  progress_driver(net::io_context& io, const run_session& session) : session_(session), timer_(io) {
     tick();
   }
 
@@ -1102,7 +1112,7 @@ class progress_driver {
     progress_snapshot s;
     const std::uint64_t earlier_ok = r.summary.resumed - r.summary.resumed_not_ok;
     s.done = r.summary.resumed + m.jobs();
-    s.total = counter_.count();
+    s.total = session_.input_job_lines();
     s.ok = earlier_ok + m.ok();
     s.failed = r.summary.resumed_not_ok + m.failed() + m.exhausted() + m.invalid();
     s.retrying = live.retrying;
@@ -1114,7 +1124,6 @@ class progress_driver {
   }
 
   const run_session& session_;
-  line_counter counter_;
   progress_rates rates_;
   net::steady_timer timer_;
   bool finished_ = false;
@@ -1155,7 +1164,7 @@ run_report run_batch(const run_options& o) {
   run_session session(io, o);
   running = &session;
   std::optional<progress_driver> progress;
-  if (o.progress && session.report().exit_code == 0) progress.emplace(io, session, o.input);
+  if (o.progress && session.report().exit_code == 0) progress.emplace(io, session);
   session.start([&] {
     if (progress) progress->finish();
     if (metrics) metrics->close();
@@ -1204,8 +1213,7 @@ int dry_run(const run_options& o, std::FILE* out, std::size_t show) {
   std::string run_id;
   if (!o.force && o.input != "-" && non_empty_file_exists(results)) {
     earlier = read_results_log(results, false);
-    const auto fp = fingerprint(o.input);
-    if (earlier->header.input_size != fp.size || earlier->header.input_sha256 != fp.sha256) {
+    if (!fingerprint(o.input).matches(earlier->header)) {
       std::fprintf(out, "note: %s holds a run of another version of %s: a real run needs --force (or --results)\n\n",
                    results.c_str(), o.input.c_str());
       earlier.reset();

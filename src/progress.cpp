@@ -3,9 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/sinks/base_sink.h>
 
-#include <fcntl.h>
 #include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,7 +11,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
-#include <vector>
 
 namespace orgpatch {
 namespace {
@@ -78,72 +75,23 @@ double progress_rates::requests_per_s() const noexcept {
   return dt > 0 ? static_cast<double>(window_.back().requests - window_.front().requests) / dt : 0;
 }
 
-line_counter::line_counter(std::string path) {
-  thread_ = std::thread([this, path = std::move(path)] { run(path); });
-}
-
-line_counter::~line_counter() {
-  stop_ = true;
-  if (thread_.joinable()) thread_.join();
-}
-
-std::optional<std::uint64_t> line_counter::count() const noexcept {
-  if (!done_.load(std::memory_order_acquire) || !valid_.load(std::memory_order_relaxed)) return std::nullopt;
-  return lines_.load(std::memory_order_relaxed);
-}
-
-std::optional<std::uint64_t> line_counter::wait() {
-  if (thread_.joinable()) thread_.join();
-  return count();
-}
-
-void line_counter::run(const std::string& path) {
-  struct done_guard {
-    std::atomic<bool>& d;
-    ~done_guard() { d.store(true, std::memory_order_release); }
-  } guard{done_};
-  if (path == "-") return;
-  // Only a regular file is counted. O_NONBLOCK: opening a named pipe whose
-  // writer is gone would otherwise wait for the next writer, and the
-  // destructor with it.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return;
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return;
+void job_line_tally::add(std::string_view bytes) noexcept {
+  std::size_t i = 0;
+  while (i < bytes.size()) {
+    if (!content_) {
+      // White space until the line shows content (at once, as a rule) or ends.
+      const char c = bytes[i++];
+      if (c == '\n') continue;
+      if (c != ' ' && c != '\t' && c != '\r') content_ = true;
+      continue;
+    }
+    // The rest of a line with content: only its end matters.
+    const auto end = bytes.find('\n', i);
+    if (end == std::string_view::npos) return;
+    ++lines_;
+    content_ = false;
+    i = end + 1;
   }
-  // A line counts when it holds anything but white space, as the job reader
-  // skips blank lines.
-  std::vector<char> block(1 << 20);
-  std::uint64_t lines = 0;
-  bool content = false;
-  for (;;) {
-    if (stop_.load(std::memory_order_relaxed)) {
-      ::close(fd);
-      return;
-    }
-    const ssize_t n = ::read(fd, block.data(), block.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      return;
-    }
-    if (n == 0) break;
-    for (ssize_t i = 0; i < n; ++i) {
-      const char c = block[static_cast<std::size_t>(i)];
-      if (c == '\n') {
-        lines += content;
-        content = false;
-      } else if (!content && c != ' ' && c != '\t' && c != '\r') {
-        content = true;
-      }
-    }
-  }
-  lines += content;  // a last line without a newline
-  ::close(fd);
-  lines_.store(lines, std::memory_order_relaxed);
-  valid_.store(true, std::memory_order_relaxed);
 }
 
 namespace {

@@ -102,6 +102,10 @@ class run_session {
   /// The counters of the run so far (report().metrics holds the finished jobs'
   /// outcomes and the requests). Cheap enough for a few calls a second; O(accounts).
   live_stats live() const;
+  /// The input file's lines that hold a job (non-blank), counted in the pass
+  /// that takes its fingerprint (the progress line's total); empty for
+  /// standard input, anything but a regular file, and a stream.
+  std::optional<std::uint64_t> input_job_lines() const noexcept;
   /// The report, moved out (after the run).
   run_report take_report() noexcept;
 

@@ -8,13 +8,12 @@
 
 #include <spdlog/sinks/sink.h>
 
-#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
+#include <string_view>
 
 namespace orgpatch {
 
@@ -55,28 +54,18 @@ class progress_rates {
   static constexpr double k_window_s = 5.0;
 };
 
-/// Counts the non-blank lines of a regular file on a background thread, so
-/// that the total is known early without slowing the run. `count()` is empty
-/// until it is done, and for anything that is not a regular file (a pipe, a
-/// file that cannot be read). Thread-safe; the destructor stops and joins.
-class line_counter {
+/// Counts the lines a job reader reads as jobs: those holding anything but
+/// white space (blank lines are skipped), the last one even without its
+/// newline. Fed a file's bytes in pieces of any size, as the pass that takes
+/// the input's fingerprint reads them, so the file is not read again. Pure.
+class job_line_tally {
  public:
-  explicit line_counter(std::string path);
-  ~line_counter();
-  line_counter(const line_counter&) = delete;
-  line_counter& operator=(const line_counter&) = delete;
-
-  std::optional<std::uint64_t> count() const noexcept;
-  /// Waits for the count (tests).
-  std::optional<std::uint64_t> wait();
+  void add(std::string_view bytes) noexcept;
+  std::uint64_t lines() const noexcept { return lines_ + (content_ ? 1 : 0); }
 
  private:
-  void run(const std::string& path);
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> done_{false};
-  std::atomic<bool> valid_{false};
-  std::atomic<std::uint64_t> lines_{0};
-  std::thread thread_;
+  std::uint64_t lines_ = 0;
+  bool content_ = false;  // the current line has held something
 };
 
 /// Where the progress line is drawn: a terminal file descriptor. Log lines

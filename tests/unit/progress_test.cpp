@@ -1,13 +1,9 @@
 #include "orgpatch/progress.hpp"
 
-#include "support/test_util.hpp"
-
 #include <gtest/gtest.h>
 
-#include <sys/stat.h>
-
-#include <chrono>
-#include <thread>
+#include <string>
+#include <string_view>
 
 namespace orgpatch {
 namespace {
@@ -72,37 +68,23 @@ TEST(ProgressTest, RatesFollowTheLastSecondsNotTheWholeRun) {
   EXPECT_NEAR(r.requests_per_s(), 2000, 50);
 }
 
-TEST(ProgressTest, CountsNonBlankLinesOfARegularFileOnly) {
-  test::temp_dir dir;
-  test::write_file(dir.file("a.jsonl"), "{}\n\n  \n{}\r\n{}\n\t\n{}");  // the last line has no newline
-  line_counter a(dir.file("a.jsonl"));
-  EXPECT_EQ(a.wait(), std::optional<std::uint64_t>(4));
-  test::write_file(dir.file("empty.jsonl"), "");
-  line_counter e(dir.file("empty.jsonl"));
-  EXPECT_EQ(e.wait(), std::optional<std::uint64_t>(0));
-  line_counter missing(dir.file("missing.jsonl"));
-  EXPECT_EQ(missing.wait(), std::nullopt);
-  line_counter in("-");
-  EXPECT_EQ(in.wait(), std::nullopt);
-  line_counter directory(dir.path().string());
-  EXPECT_EQ(directory.wait(), std::nullopt);
-  // A named pipe without a writer: not counted, and not waited on either.
-  ASSERT_EQ(::mkfifo(dir.file("pipe").c_str(), 0600), 0);
-  line_counter pipe(dir.file("pipe"));
-  EXPECT_EQ(pipe.wait(), std::nullopt);
+std::uint64_t tally_of(std::string_view text, std::size_t piece) {
+  job_line_tally t;
+  for (std::size_t at = 0; at < text.size(); at += piece) t.add(text.substr(at, piece));
+  return t.lines();
 }
 
-// Read while it counts, as the progress line does (TSan checks this in CI).
-TEST(ProgressTest, TheCountIsReadWhileItIsMade) {
-  test::temp_dir dir;
-  std::string text;
-  for (int i = 0; i < 200000; ++i) text += "{\"id\":\"x\"}\n";
-  test::write_file(dir.file("big.jsonl"), text);
-  line_counter c(dir.file("big.jsonl"));
-  std::optional<std::uint64_t> n;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!(n = c.count()) && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
-  EXPECT_EQ(n, std::optional<std::uint64_t>(200000));
+// Lines holding a job, as the reader counts them: blank and white-space lines
+// are not, a last line without its newline is; fed whole or in any pieces.
+TEST(ProgressTest, CountsTheLinesThatHoldAJobInAnyPieces) {
+  const std::string text = "{}\n\n  \n{}\r\n{}\n\t\n \r\n{}";  // the last line has no newline
+  for (std::size_t piece : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{7}, text.size()})
+    EXPECT_EQ(tally_of(text, piece), 4u) << "pieces of " << piece;
+  EXPECT_EQ(tally_of("", 1), 0u);
+  EXPECT_EQ(tally_of("\n\n \n", 1), 0u);
+  EXPECT_EQ(tally_of("x", 1), 1u);
+  EXPECT_EQ(tally_of("x\n", 1), 1u);
+  EXPECT_EQ(tally_of("  x  \n\n", 2), 1u);
 }
 
 }  // namespace
