@@ -174,18 +174,24 @@ class connection {
         cipher_out_.clear();
 
         reader_.start(response);
-        for (;;) {
-          const feed_result fed = ssl_ ? feed_tls() : feed_plain();
-          if (fed == feed_result::tls_error) {
-            result = failure(tls_error_, reader_.got_some(), "reading the response");
-            break;
+        // No byte of the answer can be here yet when none waits, in our buffers
+        // or OpenSSL's: wait for the socket first rather than ask OpenSSL in vain.
+        const bool nothing_yet = raw_begin_ == raw_end_ && text_begin_ == text_end_ && !peer_eof_ &&
+                                 (!ssl_ || SSL_has_pending(ssl_) == 0);
+        for (bool parse = !nothing_yet;; parse = true) {
+          if (parse) {
+            const feed_result fed = ssl_ ? feed_tls() : feed_plain();
+            if (fed == feed_result::tls_error) {
+              result = failure(tls_error_, reader_.got_some(), "reading the response");
+              break;
+            }
+            if (fed == feed_result::need_bytes && peer_eof_) reader_.put_eof();
+            if (reader_.status() == http_reader::state::failed) {
+              result = failure(reader_.error(), reader_.got_some(), "reading the response");
+              break;
+            }
+            if (reader_.status() == http_reader::state::done) break;
           }
-          if (fed == feed_result::need_bytes && peer_eof_) reader_.put_eof();
-          if (reader_.status() == http_reader::state::failed) {
-            result = failure(reader_.error(), reader_.got_some(), "reading the response");
-            break;
-          }
-          if (reader_.status() == http_reader::state::done) break;
           // Nothing more to parse: wait for the socket (unless what waits is
           // already more than any header or chunk line may be).
           if (!make_room(raw_, raw_begin_, raw_end_)) {

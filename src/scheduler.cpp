@@ -6,7 +6,14 @@ namespace orgpatch {
 
 struct scheduler_account {
   std::string id;
-  std::deque<std::unique_ptr<job_state>> queue;  // parsed, sorted by line
+  // A parsed job with what choosing it needs, so that the scan for a free
+  // organization reads this queue only, not the jobs (cold by then).
+  struct queued {
+    std::uint64_t line;
+    std::size_t org_hash;
+    std::unique_ptr<job_state> job;
+  };
+  std::deque<queued> queue;  // sorted by line
   std::deque<spilled_job> spill;                 // later than every parsed one
   // Organizations with a job in flight: (hash of the id, line of that job). A
   // handful at most, so a scan beats a map, and a hash collision only makes a
@@ -22,12 +29,24 @@ struct scheduler_account {
   bool reload_planned = false;
   std::size_t reload_outstanding = 0;  // handed out by take_reloads, not loaded yet
 
-  bool held_by_another(const job_state& s) const noexcept {
+  bool held_by_another(const queued& q) const noexcept {
     for (const auto& [hash, line] : busy)
-      if (hash == s.org_hash && line != s.j.line) return true;
+      if (hash == q.org_hash && line != q.line) return true;
     return false;
   }
+  void insert_sorted(std::unique_ptr<job_state> s);
 };
+
+// Reloads arrive in order (usually the end), retries early (usually near the
+// front): search from the end, which is right for the first and cheap enough
+// for the few jobs an account holds.
+void scheduler_account::insert_sorted(std::unique_ptr<job_state> s) {
+  const std::uint64_t line = s->j.line;
+  const std::size_t org_hash = s->org_hash;
+  auto pos = queue.end();
+  while (pos != queue.begin() && std::prev(pos)->line > line) --pos;
+  queue.insert(pos, queued{line, org_hash, std::move(s)});
+}
 
 namespace {
 
@@ -72,9 +91,10 @@ scheduler::account& scheduler::account_of(const std::string& id) {
 // a job waiting for an earlier update of its organization does not hold up the
 // account's other organizations.
 std::size_t scheduler::candidate(const account& a) const {
+  if (a.busy.empty()) return a.queue.empty() ? k_none : 0;  // nothing of its own in flight
   const std::size_t n = std::min<std::size_t>(a.queue.size(), k_scan);
   for (std::size_t i = 0; i < n; ++i) {
-    if (!a.held_by_another(*a.queue[i])) return i;
+    if (!a.held_by_another(a.queue[i])) return i;
   }
   return k_none;
 }
@@ -92,7 +112,7 @@ void scheduler::evaluate(account& a, clock_type::time_point now) {
     const auto bucket_at = now + a.bucket.wait(now);
     const auto at = std::max(a.paused_until, bucket_at);
     want = at <= now ? placement::ready : placement::timed;
-    key = want == placement::ready ? a.queue[c]->j.line : ticks(at);
+    key = want == placement::ready ? a.queue[c].line : ticks(at);
   }
   // Already placed just so (the common case after a job finishes): no new entry.
   if (want != placement::none && want == a.placed && key == a.placed_key) return;
@@ -125,7 +145,9 @@ void scheduler::add(std::unique_ptr<job_state> s, clock_type::time_point now) {
     return;
   }
   bind(*s, a);
-  a.queue.push_back(std::move(s));  // the newest line: the end keeps the order
+  const std::uint64_t line = s->j.line;
+  const std::size_t org_hash = s->org_hash;
+  a.queue.push_back({line, org_hash, std::move(s)});  // the newest line: the end keeps the order
   ++parsed_;
   starved_ = false;
   // Within the jobs looked at for a free organization, it may be the one that
@@ -156,10 +178,7 @@ void scheduler::load(std::unique_ptr<job_state> s, clock_type::time_point now) {
   account& a = account_of(*s);
   bind(*s, a);
   if (a.reload_outstanding > 0) --a.reload_outstanding;
-  // Keep the queue sorted by line (reloads arrive in order: usually the end).
-  auto pos = a.queue.end();
-  while (pos != a.queue.begin() && (*std::prev(pos))->j.line > s->j.line) --pos;
-  a.queue.insert(pos, std::move(s));
+  a.insert_sorted(std::move(s));
   ++parsed_;
   evaluate(a, now);
 }
@@ -180,9 +199,7 @@ void scheduler::release_due_retries(clock_type::time_point now) {
     std::unique_ptr<job_state> s = std::move(node.mapped());
     account& a = account_of(*s);
     // Ahead of the account's later jobs: the queue stays sorted by line.
-    auto pos = a.queue.begin();
-    while (pos != a.queue.end() && (*pos)->j.line < s->j.line) ++pos;
-    a.queue.insert(pos, std::move(s));
+    a.insert_sorted(std::move(s));
     ++parsed_;
     evaluate(a, now);
   }
@@ -214,7 +231,7 @@ scheduler::pick_result scheduler::pick(clock_type::time_point now) {
       evaluate(a, now);
       continue;
     }
-    r.job = std::move(a.queue[c]);
+    r.job = std::move(a.queue[c].job);
     a.queue.erase(a.queue.begin() + static_cast<std::ptrdiff_t>(c));
     --parsed_;
     a.bucket.take(now);
