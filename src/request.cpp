@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <charconv>
 #include <stdexcept>
 
@@ -114,15 +115,15 @@ std::string derive_idempotency_key(std::string_view run_id, std::string_view key
       EVP_DigestUpdate(sha.ctx, key.data(), key.size()) != 1 || EVP_DigestFinal_ex(sha.ctx, digest, &len) != 1 ||
       len < 16)
     throw std::runtime_error("SHA-256 is not available from OpenSSL");
-  std::string out;
-  out.reserve(4 + run_id.size() + 1 + 32);
-  out += "op1-";
-  out += run_id;
-  out += '-';
+  // "op1-" run id "-" and 32 hex digits, laid out in one allocation.
+  static constexpr std::string_view prefix = "op1-";
   static constexpr char hex[] = "0123456789abcdef";
+  std::string out(prefix.size() + run_id.size() + 1 + 32, '-');
+  char* p = std::copy(prefix.begin(), prefix.end(), out.data());
+  p = std::copy(run_id.begin(), run_id.end(), p) + 1;  // past the '-'
   for (unsigned i = 0; i < 16; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 15];
+    *p++ = hex[digest[i] >> 4];
+    *p++ = hex[digest[i] & 15];
   }
   return out;
 }

@@ -278,50 +278,52 @@ void append_utc_timestamp(std::string& out, std::chrono::system_clock::time_poin
 }
 
 void append_result_line(std::string& out, const job_result& r) {
-  out += "{\"key\":";
+  // Literals with their length: no strlen per piece.
+  using namespace std::string_view_literals;
+  out += "{\"key\":"sv;
   append_json_string(out, r.key);
   if (r.line != 0) {
-    out += ",\"line\":";
+    out += ",\"line\":"sv;
     append_digits(out, r.line);
   }
   if (!r.entry.empty()) {
-    out += ",\"entry\":";
+    out += ",\"entry\":"sv;
     append_json_string(out, r.entry);
   }
   if (!r.id.empty()) {
-    out += ",\"id\":";
+    out += ",\"id\":"sv;
     append_json_string(out, r.id);
   }
   if (!r.integrated_account_id.empty()) {
-    out += ",\"integrated_account_id\":";
+    out += ",\"integrated_account_id\":"sv;
     append_json_string(out, r.integrated_account_id);
   }
-  out += ",\"outcome\":\"";
+  out += ",\"outcome\":\""sv;
   out += to_string(r.result);
   out += '"';
   if (r.http_status != 0) {
-    out += ",\"http_status\":";
+    out += ",\"http_status\":"sv;
     append_digits(out, r.http_status);
   }
   if (r.attempts != 0) {
-    out += ",\"attempts\":";
+    out += ",\"attempts\":"sv;
     append_digits(out, r.attempts);
   }
   // NaN and infinities are not JSON numbers: omitted like a negative latency.
   if (r.latency_ms >= 0 && std::isfinite(r.latency_ms) && r.latency_ms < 1e15) {
     char buf[32];
     const auto res = std::to_chars(buf, buf + sizeof buf, r.latency_ms, std::chars_format::fixed, 1);
-    out += ",\"latency_ms\":";
+    out += ",\"latency_ms\":"sv;
     out.append(buf, res.ptr);
   }
   if (r.finished_at != std::chrono::system_clock::time_point{}) {
-    out += ",\"finished_at\":\"";
+    out += ",\"finished_at\":\""sv;
     append_utc_timestamp(out, r.finished_at);
     out += '"';
   }
   if (r.result == outcome::ok) {
     if (!r.response_id.empty() || !r.response_name.empty() || !r.response_updated_at.empty()) {
-      out += ",\"response\":{";
+      out += ",\"response\":{"sv;
       bool first = true;
       const auto member = [&](std::string_view name, std::string_view value) {
         if (value.empty()) return;
@@ -329,7 +331,7 @@ void append_result_line(std::string& out, const job_result& r) {
         first = false;
         out += '"';
         out += name;
-        out += "\":";
+        out += "\":"sv;
         append_json_string(out, value);
       };
       member("id", r.response_id);
@@ -338,18 +340,18 @@ void append_result_line(std::string& out, const job_result& r) {
       out += '}';
     }
     if (!r.warning.empty()) {
-      out += ",\"warning\":";
+      out += ",\"warning\":"sv;
       append_json_string(out, r.warning);
     }
   } else {
-    out += ",\"error\":{\"kind\":";
+    out += ",\"error\":{\"kind\":"sv;
     append_json_string(out, r.error_kind);
-    out += ",\"message\":";
+    out += ",\"message\":"sv;
     append_json_string(out, r.error_message);
-    if (r.error_remote) out += ",\"remote\":true";
+    if (r.error_remote) out += ",\"remote\":true"sv;
     out += '}';
   }
-  out += "}\n";
+  out += "}\n"sv;
 }
 
 void append_header_line(std::string& out, const run_header& h) {
