@@ -836,7 +836,10 @@ class batch {
                               : 2;
   }
 
-  static constexpr std::size_t k_look_ahead = 10000;
+  // Parsed jobs held from a file: enough for every account that may send to
+  // have its next job at hand, few enough (about 0.7 MB) that a job is still in
+  // the CPU's cache when it is sent (10 000 cost ~1 % more CPU per job).
+  static constexpr std::size_t k_look_ahead = 1024;
   static constexpr std::size_t k_stream_look_ahead = 64;
   static constexpr std::size_t k_account_keep = 64;
   static constexpr unsigned k_read_batch = 1024;
