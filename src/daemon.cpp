@@ -25,6 +25,9 @@
 #include <ctime>
 #include <deque>
 #include <filesystem>
+#include <string>
+#include <unordered_set>
+#include <vector>
 
 namespace orgpatch {
 namespace {
@@ -367,6 +370,13 @@ class spool_daemon {
       if (!s) continue;
       m.merge(s->report().metrics);
       add_live(g, s->live());
+    }
+    // An account throttled in both runs (a spool file's and the stream's) is one account.
+    if (current_ && stream_session_) {
+      std::unordered_set<std::string> ids;
+      for (const run_session* s : {current_.get(), stream_session_.get()})
+        for (auto& id : s->throttled_account_ids()) ids.insert(std::move(id));
+      g.throttled_accounts = ids.size();
     }
     return prometheus_text(m, g, ORGPATCH_VERSION);
   }

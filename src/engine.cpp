@@ -275,6 +275,8 @@ class batch {
     return l;
   }
 
+  std::vector<std::string> throttled_account_ids() const { return scheduler_.throttled_account_ids(clock_type::now()); }
+
   /// logrotate moved the files: continue in new ones.
   void reopen_outputs() {
     if (done_) return;
@@ -1078,6 +1080,10 @@ const run_report& run_session::report() const noexcept { return impl_->report; }
 live_stats run_session::live() const { return impl_->b ? impl_->b->live() : live_stats{}; }
 
 std::optional<std::uint64_t> run_session::input_job_lines() const noexcept { return impl_->input_job_lines; }
+
+std::vector<std::string> run_session::throttled_account_ids() const {
+  return impl_->b ? impl_->b->throttled_account_ids() : std::vector<std::string>{};
+}
 
 run_report run_session::take_report() noexcept { return std::move(impl_->report); }
 

@@ -350,11 +350,22 @@ void scheduler::on_remaining_exhausted(const std::string& account_id, clock_type
   evaluate(a, now);
 }
 
+bool scheduler::throttled(const account& a, clock_type::time_point now) const noexcept {
+  return a.paused_until > now || (account_aimd_.ceiling > 0 && a.bucket.rate() < account_aimd_.ceiling);
+}
+
 std::size_t scheduler::throttled_accounts(clock_type::time_point now) const {
   std::size_t n = 0;
   for (const auto& [id, a] : accounts_)
-    if (a->paused_until > now || (account_aimd_.ceiling > 0 && a->bucket.rate() < account_aimd_.ceiling)) ++n;
+    if (throttled(*a, now)) ++n;
   return n;
+}
+
+std::vector<std::string> scheduler::throttled_account_ids(clock_type::time_point now) const {
+  std::vector<std::string> ids;
+  for (const auto& [id, a] : accounts_)
+    if (throttled(*a, now)) ids.push_back(id);
+  return ids;
 }
 
 double scheduler::account_rate(const std::string& account_id) const {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace boost::asio {
 class io_context;
@@ -106,6 +107,9 @@ class run_session {
   /// that takes its fingerprint (the progress line's total); empty for
   /// standard input, anything but a regular file, and a stream.
   std::optional<std::uint64_t> input_job_lines() const noexcept;
+  /// The accounts live().throttled_accounts counts, by id (serve counts an
+  /// account throttled in both its runs once).
+  std::vector<std::string> throttled_account_ids() const;
   /// The report, moved out (after the run).
   run_report take_report() noexcept;
 

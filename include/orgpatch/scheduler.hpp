@@ -142,6 +142,8 @@ class scheduler {
   bool empty() const noexcept { return parsed_ == 0 && spilled_ == 0 && retries_.empty(); }
   /// Accounts paused or slowed below their ceiling now.
   std::size_t throttled_accounts(clock_type::time_point now) const;
+  /// The same accounts, by id (to count an account once across several runs).
+  std::vector<std::string> throttled_account_ids(clock_type::time_point now) const;
   double token_rate() const noexcept { return token_.rate(); }
   double account_rate(const std::string& account) const;
 
@@ -159,6 +161,7 @@ class scheduler {
   account& account_of(const job_state& s);
   void evaluate(account& a, clock_type::time_point now);
   void on_success_of(account& a, clock_type::time_point now);
+  bool throttled(const account& a, clock_type::time_point now) const noexcept;
   std::size_t candidate(const account& a) const;
   static constexpr std::size_t k_scan = 16;  // jobs of an account looked at for a free organization
   static constexpr std::size_t k_none = static_cast<std::size_t>(-1);

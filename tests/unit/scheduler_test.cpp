@@ -4,9 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
+#include <string>
+#include <vector>
 
 namespace orgpatch {
 namespace {
@@ -109,6 +112,13 @@ TEST(SchedulerTest, RemoteLimitPausesOnlyItsAccount) {
   EXPECT_EQ(s.pick(t0).job->j.line, 3u);
   s.on_remaining_exhausted("c", 5s, t0);
   EXPECT_EQ(s.pause_left("c", t0 + 1s), 4s);
+  // The paused accounts, by id: "c" until 5 s, "a" and "b" until 30 s.
+  auto ids = s.throttled_account_ids(t0 + 1s);
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(s.throttled_account_ids(t0 + 10s).size(), s.throttled_accounts(t0 + 10s));
+  EXPECT_EQ(s.throttled_accounts(t0 + 10s), 2u);
+  EXPECT_TRUE(s.throttled_account_ids(t0 + 31s).empty());
 }
 
 TEST(SchedulerTest, AdaptiveRateHalvesOnA429AndRecovers) {
