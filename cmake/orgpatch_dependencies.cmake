@@ -14,7 +14,7 @@ add_library(orgpatch_deps_asio INTERFACE)
 target_link_libraries(orgpatch_deps_asio INTERFACE Boost::headers OpenSSL::SSL OpenSSL::Crypto Threads::Threads)
 target_compile_definitions(orgpatch_deps_asio INTERFACE
   BOOST_ASIO_SEPARATE_COMPILATION BOOST_BEAST_SEPARATE_COMPILATION
-  BOOST_ASIO_NO_DEPRECATED BOOST_BEAST_USE_STD_STRING_VIEW
+  BOOST_ASIO_NO_DEPRECATED
   # Coroutine frames and handlers of the 32+ requests in flight are recycled
   # per thread instead of going back to malloc (Asio keeps 2 by default).
   BOOST_ASIO_RECYCLING_ALLOCATOR_CACHE_SIZE=16)
