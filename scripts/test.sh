@@ -4,8 +4,9 @@
 #  2. an ASan+UBSan build of everything: the whole suite again, then one
 #     end-to-end run through the emulator's faults (scripts/e2e.sh);
 #  3. a fuzz smoke run: each libFuzzer target for 10 s (scripts/fuzz.sh).
-# No TSan stage: orgpatchd runs one thread (DESIGN.md §11). The emulator's
-# --threads and any later thread: -DORGPATCH_SANITIZE=thread (README).
+# No TSan stage: orgpatchd's own code runs on one thread (DESIGN.md §11; the
+# other thread is Asio's, for getaddrinfo). The emulator's --threads and any
+# later thread: -DORGPATCH_SANITIZE=thread (README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
