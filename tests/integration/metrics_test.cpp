@@ -15,6 +15,7 @@
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -23,6 +24,7 @@
 #include <regex>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 namespace orgpatch {
 namespace {
@@ -100,6 +102,19 @@ void expect_promtool_accepts(const temp_dir& dir, const std::string& text) {
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err << "\n" << text;
 }
 
+// Jobs for the accounts given, one line each: account index → test_uuid(0xacc7, index).
+std::string jobs_for_accounts(const std::vector<unsigned>& accounts, std::uint32_t kind) {
+  std::string text;
+  for (std::size_t i = 0; i < accounts.size(); ++i) {
+    boost::json::object o;
+    o["id"] = test::test_uuid(kind, i + 1);
+    o["integrated_account_id"] = test::test_uuid(0xacc7, accounts[i]);
+    o["body"] = boost::json::object{{"name", "m" + std::to_string(i)}};
+    text += boost::json::serialize(o) + "\n";
+  }
+  return text;
+}
+
 struct emulator_setup {
   explicit emulator_setup(double latency_ms = 0, const std::function<void(emu::server_options&)>& tweak = {}) {
     cert = emu::write_self_signed_cert(dir.path() / "cert");
@@ -120,17 +135,13 @@ struct emulator_setup {
     write_file(dir.file("token"), k_token);
     fs::permissions(dir.file("token"), fs::perms::owner_read | fs::perms::owner_write);
   }
+  // `count` jobs over 4 accounts in turn.
   std::string jobs_text(std::size_t count, std::uint32_t kind) const {
-    std::string text;
-    for (std::size_t i = 0; i < count; ++i) {
-      boost::json::object o;
-      o["id"] = test::test_uuid(kind, i + 1);
-      o["integrated_account_id"] = test::test_uuid(0xacc7, i % 4);
-      o["body"] = boost::json::object{{"name", "m" + std::to_string(i)}};
-      text += boost::json::serialize(o) + "\n";
-    }
-    return text;
+    std::vector<unsigned> accounts;
+    for (std::size_t i = 0; i < count; ++i) accounts.push_back(static_cast<unsigned>(i % 4));
+    return jobs_for_accounts(accounts, kind);
   }
+
   std::vector<std::string> run_args(const std::string& input, const std::string& listen) const {
     return {"run",          input,      "--base-url", server->base_url(), "--ca-file",       cert.cert.string(),
             "--token-file", dir.file("token"), "--rate", "0",             "--account-rate", "0",
@@ -222,30 +233,57 @@ struct serve_setup : emulator_setup {
   fs::path spool;
 };
 
+// `orgpatchd serve` started on a serve_setup, with the socket it notifies.
+struct serve_process {
+  explicit serve_process(const serve_setup& s)
+      : notify(s.dir.file("notify.sock")),
+        child(ORGPATCHD_BINARY, s.args(), {{"NOTIFY_SOCKET", notify.path()}}, s.dir.file("out"), s.dir.file("err")) {}
+  test::notify_socket notify;
+  test::child_with_stdin child;
+};
+
+// Waits for READY=1 and the port serve logged for /metrics; 0 (with a failure
+// recorded) when either does not come.
+std::uint16_t ready_metrics_port(const serve_setup& s, serve_process& p) {
+  if (!p.notify.wait_for("READY=1", 10s)) {
+    ADD_FAILURE() << "no READY=1: " << test::read_file(s.dir.file("err"));
+    return 0;
+  }
+  const std::uint16_t port = wait_for_metrics_port(s.dir.file("err"), 5s);
+  if (port == 0) ADD_FAILURE() << "no metrics port: " << test::read_file(s.dir.file("err"));
+  return port;
+}
+
+// Scrapes until every file of `done` exists and `ok` jobs are counted ok (or
+// 30 s pass); the last scrape.
+std::string scrape_when_done(std::uint16_t port, const std::vector<fs::path>& done, double ok) {
+  std::string text;
+  const auto end = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < end) {
+    const auto r = http_request(port, "GET", "/metrics");
+    if (!r) {
+      ADD_FAILURE() << "GET /metrics failed";
+      break;
+    }
+    text = r->body;
+    const bool all_done = std::all_of(done.begin(), done.end(), [](const fs::path& f) { return fs::exists(f); });
+    if (all_done && sample(text, "orgpatchd_jobs_total{outcome=\"ok\"}") == ok) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  return text;
+}
+
 TEST(MetricsEndpointTest, ServeCountersAddUpOverEveryFileItRan) {
   serve_setup s("127.0.0.1:0");
   fs::create_directories(s.spool / "incoming");
   write_file((s.spool / "incoming" / "a.jsonl").string(), s.jobs_text(30, 0xe1));
   write_file((s.spool / "incoming" / "b.jsonl").string(), s.jobs_text(20, 0xe2) + "{\"id\":\"broken\"}\n");
-  test::notify_socket notify(s.dir.file("notify.sock"));
-  test::child_with_stdin child(ORGPATCHD_BINARY, s.args(), {{"NOTIFY_SOCKET", notify.path()}}, s.dir.file("out"),
-                               s.dir.file("err"));
-  ASSERT_TRUE(notify.wait_for("READY=1", 10s)) << test::read_file(s.dir.file("err"));
-  const std::uint16_t port = wait_for_metrics_port(s.dir.file("err"), 5s);
-  ASSERT_NE(port, 0) << test::read_file(s.dir.file("err"));
+  serve_process p(s);
+  const std::uint16_t port = ready_metrics_port(s, p);
+  ASSERT_NE(port, 0);
 
   // Both files done (each its own run): the counters hold both.
-  std::string text;
-  const auto end = std::chrono::steady_clock::now() + 20s;
-  while (std::chrono::steady_clock::now() < end) {
-    const auto r = http_request(port, "GET", "/metrics");
-    ASSERT_TRUE(r);
-    text = r->body;
-    if (fs::exists(s.spool / "done" / "a.jsonl") && fs::exists(s.spool / "done" / "b.jsonl") &&
-        sample(text, "orgpatchd_jobs_total{outcome=\"ok\"}") == 50.0)
-      break;
-    std::this_thread::sleep_for(50ms);
-  }
+  const std::string text = scrape_when_done(port, {s.spool / "done" / "a.jsonl", s.spool / "done" / "b.jsonl"}, 50);
   EXPECT_EQ(sample(text, "orgpatchd_jobs_total{outcome=\"ok\"}"), 50.0) << text;
   EXPECT_EQ(sample(text, "orgpatchd_jobs_total{outcome=\"invalid\"}"), 1.0) << text;
   EXPECT_EQ(sample(text, "orgpatchd_jobs_total{outcome=\"failed\"}"), 0.0) << text;
@@ -259,36 +297,10 @@ TEST(MetricsEndpointTest, ServeCountersAddUpOverEveryFileItRan) {
   ASSERT_TRUE(other);
   EXPECT_EQ(other->status, 404u);
 
-  child.signal(SIGTERM);
-  EXPECT_EQ(child.wait(), 0) << test::read_file(s.dir.file("err"));
+  p.child.signal(SIGTERM);
+  EXPECT_EQ(p.child.wait(), 0) << test::read_file(s.dir.file("err"));
 }
 
-// Jobs for the accounts given, one line each: account index → test_uuid(0xacc7, index).
-std::string jobs_for_accounts(const std::vector<unsigned>& accounts, std::uint32_t kind) {
-  std::string text;
-  for (std::size_t i = 0; i < accounts.size(); ++i) {
-    boost::json::object o;
-    o["id"] = test::test_uuid(kind, i + 1);
-    o["integrated_account_id"] = test::test_uuid(0xacc7, accounts[i]);
-    o["body"] = boost::json::object{{"name", "r" + std::to_string(i)}};
-    text += boost::json::serialize(o) + "\n";
-  }
-  return text;
-}
-
-// Scrapes until `file` is in done/ and `ok` jobs are counted ok (or 30 s pass).
-std::string scrape_when_done(std::uint16_t port, const fs::path& done, double ok) {
-  std::string text;
-  const auto end = std::chrono::steady_clock::now() + 30s;
-  while (std::chrono::steady_clock::now() < end) {
-    const auto r = http_request(port, "GET", "/metrics");
-    if (!r) break;
-    text = r->body;
-    if (fs::exists(done) && sample(text, "orgpatchd_jobs_total{outcome=\"ok\"}") == ok) break;
-    std::this_thread::sleep_for(50ms);
-  }
-  return text;
-}
 
 // End to end, the limit each 429 is put down to: Truto's 429s for one account
 // alone are that account's limit; 429s for several accounts within a second
@@ -301,17 +313,14 @@ TEST(MetricsEndpointTest, ServeCounts429sByTheLimitTheyArePutDownTo) {
     o.api.rate_limit.retry_after = 1s;
   });
   fs::create_directories(s.spool / "incoming");
-  test::notify_socket notify(s.dir.file("notify.sock"));
-  test::child_with_stdin child(ORGPATCHD_BINARY, s.args(), {{"NOTIFY_SOCKET", notify.path()}}, s.dir.file("out"),
-                               s.dir.file("err"));
-  ASSERT_TRUE(notify.wait_for("READY=1", 10s)) << test::read_file(s.dir.file("err"));
-  const std::uint16_t port = wait_for_metrics_port(s.dir.file("err"), 5s);
-  ASSERT_NE(port, 0) << test::read_file(s.dir.file("err"));
+  serve_process p(s);
+  const std::uint16_t port = ready_metrics_port(s, p);
+  ASSERT_NE(port, 0);
 
   // Five updates of one account, sent at once (no local limits): past its two a
   // second, the emulator answers 429.
   write_file((s.spool / "incoming" / "one.jsonl").string(), jobs_for_accounts({0, 0, 0, 0, 0}, 0xf1));
-  std::string text = scrape_when_done(port, s.spool / "done" / "one.jsonl", 5);
+  std::string text = scrape_when_done(port, {s.spool / "done" / "one.jsonl"}, 5);
   ASSERT_EQ(sample(text, "orgpatchd_jobs_total{outcome=\"ok\"}"), 5.0) << text << test::read_file(s.dir.file("err"));
   EXPECT_GE(sample(text, "orgpatchd_rate_limited_total{reason=\"account\"}").value_or(0), 1.0) << text;
   EXPECT_EQ(sample(text, "orgpatchd_rate_limited_total{reason=\"token\"}"), 0.0) << text;
@@ -321,7 +330,7 @@ TEST(MetricsEndpointTest, ServeCounts429sByTheLimitTheyArePutDownTo) {
   // Three accounts over their limits at the same moment: the token's limit.
   write_file((s.spool / "incoming" / "three.jsonl").string(),
              jobs_for_accounts({1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3}, 0xf2));
-  text = scrape_when_done(port, s.spool / "done" / "three.jsonl", 17);
+  text = scrape_when_done(port, {s.spool / "done" / "three.jsonl"}, 17);
   ASSERT_EQ(sample(text, "orgpatchd_jobs_total{outcome=\"ok\"}"), 17.0) << text << test::read_file(s.dir.file("err"));
   EXPECT_GE(sample(text, "orgpatchd_rate_limited_total{reason=\"token\"}").value_or(0), 1.0) << text;
   EXPECT_GE(sample(text, "orgpatchd_rate_limited_total{reason=\"account\"}").value_or(0), account_429s) << text;
@@ -330,8 +339,8 @@ TEST(MetricsEndpointTest, ServeCounts429sByTheLimitTheyArePutDownTo) {
   EXPECT_EQ(sample(text, "orgpatchd_retries_total"), 0.0) << text;
   expect_promtool_accepts(s.dir, text);
 
-  child.signal(SIGTERM);
-  EXPECT_EQ(child.wait(), 0) << test::read_file(s.dir.file("err"));
+  p.child.signal(SIGTERM);
+  EXPECT_EQ(p.child.wait(), 0) << test::read_file(s.dir.file("err"));
 }
 
 TEST(MetricsEndpointTest, ServeWithThePortInUseFailsNamingTheKey) {
@@ -345,13 +354,11 @@ TEST(MetricsEndpointTest, ServeWithThePortInUseFailsNamingTheKey) {
 
 TEST(MetricsEndpointTest, ServeWithoutMetricsListenServesNone) {
   serve_setup s("");
-  test::notify_socket notify(s.dir.file("notify.sock"));
-  test::child_with_stdin child(ORGPATCHD_BINARY, s.args(), {{"NOTIFY_SOCKET", notify.path()}}, s.dir.file("out"),
-                               s.dir.file("err"));
-  ASSERT_TRUE(notify.wait_for("READY=1", 10s)) << test::read_file(s.dir.file("err"));
+  serve_process p(s);
+  ASSERT_TRUE(p.notify.wait_for("READY=1", 10s)) << test::read_file(s.dir.file("err"));
   EXPECT_EQ(test::read_file(s.dir.file("err")).find("metrics:"), std::string::npos);
-  child.signal(SIGTERM);
-  EXPECT_EQ(child.wait(), 0);
+  p.child.signal(SIGTERM);
+  EXPECT_EQ(p.child.wait(), 0);
 }
 
 }  // namespace
